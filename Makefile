@@ -1,0 +1,55 @@
+# Two commands from a fresh machine: `make run` (the app) and `make test` (the suite).
+# Each creates .venv and installs what it needs; nothing else has to be on the machine but Python >= 3.11
+# with venv, a C/C++ compiler (llama-cpp-python builds llama.cpp from source) and make.
+
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	&& { command -v $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# A portable llama.cpp build (no -march=native): the same wheel works in bundles and on other CPUs.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
+# OpenMP threads that spin-wait starve everything else on small machines.
+export OMP_WAIT_POLICY ?= passive
+
+.PHONY: install run test test-fast lint format bench clean doctor
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required: install python3.11 (and python3.11-venv)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
+		echo "Could not create a venv. On Debian/Ubuntu: sudo apt-get install python3-venv"; exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/shoal chat
+
+doctor: install
+	$(BIN)/shoal doctor
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q tests/unit
+
+lint: install
+	$(BIN)/ruff check core app tests bench
+	$(BIN)/ruff format --check core app tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: install
+	$(BIN)/ruff format core app tests bench
+	$(BIN)/ruff check --fix core app tests bench
+
+bench: install
+	$(BIN)/python bench/timeline.py
+	$(BIN)/python bench/llm_overhead.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

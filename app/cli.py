@@ -1,0 +1,157 @@
+"""The `shoal` command. Thin: parses flags, builds the core through `app.wiring`, renders events."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from app import render
+from app.wiring import build_core, cli_overrides, load
+from core import events as ev
+from core.errors import EXIT_CODES, Actor, ShoalError, classify
+from core.settings import LoadedSettings
+from core.tools.registry import ApprovalCallback, ApprovalDecision, ApprovalRequest
+
+
+class Context:
+    def __init__(self, config: Path | None, overrides: dict[str, Any], verbose: bool) -> None:
+        self.config = config
+        self.overrides = overrides
+        self.verbose = verbose
+
+    def settings(self) -> LoadedSettings:
+        return load(self.config, self.overrides)
+
+
+def run_async(coro: Any) -> Any:
+    """Run a coroutine; turn ShoalErrors into a message and the actor's exit code."""
+    try:
+        return asyncio.run(coro)
+    except ShoalError as exc:
+        render.print_error(exc.to_dict())
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--config", type=click.Path(path_type=Path), help="config.toml to use instead of the user's")
+@click.option("--model", "model_path", help="GGUF file to use (implies the llama_cpp provider)")
+@click.option("--endpoint", help="OpenAI-compatible base URL (implies the openai provider)")
+@click.option("--model-name", help="model id at the endpoint")
+@click.option("--data-dir", help="folder for the timeline database")
+@click.option("--workspace", help="folder the file and shell tools are confined to")
+@click.option("--max-tokens", type=int, help="largest answer per model call")
+@click.option("--temperature", type=float)
+@click.option("-v", "--verbose", is_flag=True, help="show token counts and timings")
+@click.version_option(package_name="shoal")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, model_path: str | None, endpoint: str | None, **flags: Any) -> None:
+    """Shoal: a personal assistant with a local agent core."""
+    verbose = flags.pop("verbose")
+    overrides = cli_overrides(model=model_path, endpoint=endpoint, **flags)
+    ctx.obj = Context(config, overrides, verbose)
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(chat)
+
+
+def approval_prompt(auto_yes: bool) -> ApprovalCallback:
+    """Ask on the terminal; with no terminal, deny unless --yes was given."""
+
+    async def approve(request: ApprovalRequest) -> ApprovalDecision:
+        if auto_yes:
+            render.err.print(f"[yellow]approved by --yes:[/yellow] {request.summary}")
+            return ApprovalDecision.APPROVE_ONCE
+        if not sys.stdin.isatty():
+            render.err.print(
+                f"[yellow]{request.tool} needs approval and there is no terminal to ask: denied. "
+                f"Re-run with --yes or add it to tools.auto_approve.[/yellow]"
+            )
+            return ApprovalDecision.DENY
+        render.err.print(f"\n[bold yellow]Approve {request.risk.value}-risk tool {request.tool}?[/bold yellow]")
+        render.err.print(f"  {request.summary}")
+        answer = await asyncio.to_thread(input, "  [y]es once / [a]lways this session / [N]o: ")
+        answer = answer.strip().lower()
+        if answer in ("y", "yes"):
+            return ApprovalDecision.APPROVE_ONCE
+        if answer in ("a", "always"):
+            return ApprovalDecision.APPROVE_SESSION
+        return ApprovalDecision.DENY
+
+    return approve
+
+
+async def _run_turn(core: Any, session_id: str, text: str, printer: render.TurnPrinter) -> ev.AgentEvent | None:
+    turn = core.send(session_id, text)
+    try:
+        async for event in turn:
+            printer.handle(event)
+    finally:
+        printer.close()
+    return await turn.result()
+
+
+@cli.command()
+@click.option("-m", "--message", required=True, help="the message to send ('-' reads stdin)")
+@click.option("-s", "--session", help="continue this session (id or unique prefix)")
+@click.option("-y", "--yes", is_flag=True, help="approve high-risk tool calls without asking")
+@click.pass_obj
+def agent(obj: Context, message: str, session: str | None, yes: bool) -> None:
+    """Send one message, stream the answer to stdout, exit non-zero on failure."""
+    text = sys.stdin.read() if message == "-" else message
+
+    async def main() -> int:
+        async with build_core(obj.settings(), approval_prompt(yes)) as core:
+            info = await core.sessions.get(session) if session else await core.new_session(text[:60])
+            final = await _run_turn(core, info.id, text, render.TurnPrinter(verbose=obj.verbose))
+            if obj.verbose:
+                render.err.print(f"[dim]session {info.id}[/dim]")
+            return _exit_code(final)
+
+    sys.exit(run_async(main()))
+
+
+def _exit_code(final: ev.AgentEvent | None) -> int:
+    if isinstance(final, ev.TurnFailed):
+        return EXIT_CODES.get(Actor(final.error.get("actor", "bug")), 1)
+    if isinstance(final, ev.TurnFinished) and final.status == "ok":
+        return 0
+    if isinstance(final, ev.TurnFinished) and final.status == "cancelled":
+        return 130
+    return 1
+
+
+@cli.command()
+@click.option("-s", "--session", help="resume this session (id or unique prefix)")
+@click.pass_obj
+def chat(obj: Context, session: str | None) -> None:
+    """An interactive chat in the terminal. Ctrl+C stops an answer; Ctrl+D (or /quit) leaves."""
+    from app.chat_repl import repl
+
+    run_async(repl(obj.settings(), session, approval_prompt(False), obj.verbose))
+
+
+def main() -> None:
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    from app import cli_config, cli_inspect  # noqa: F401 - registers their commands
+
+    try:
+        cli.main(prog_name="shoal", standalone_mode=True)
+    except ShoalError as exc:  # pragma: no cover - commands handle their own
+        render.print_error(exc.to_dict())
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - last resort: classify, never a bare traceback
+        if isinstance(exc, SystemExit | KeyboardInterrupt):
+            raise
+        error = classify(exc)
+        render.print_error(error.to_dict())
+        sys.exit(error.exit_code)
+
+
+if __name__ == "__main__":
+    main()

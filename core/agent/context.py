@@ -1,0 +1,48 @@
+"""Fits a conversation into the model's context window by dropping the oldest whole exchanges.
+
+Token counts are estimated (about 3 characters a token, a little per message), which errs on the safe
+side for English and code; the provider still reports a precise overflow if the estimate was wrong.
+"""
+
+from __future__ import annotations
+
+from core.errors import ContextOverflowError
+from core.providers.base import ChatMessage
+
+CHARS_PER_TOKEN = 3.0
+PER_MESSAGE_TOKENS = 6
+
+
+def estimate_tokens(message: ChatMessage) -> int:
+    size = len(message.content) + sum(len(c.name) + len(c.arguments) for c in message.tool_calls)
+    return int(size / CHARS_PER_TOKEN) + PER_MESSAGE_TOKENS
+
+
+def fit_history(
+    system: ChatMessage, history: list[ChatMessage], window: int | None, reserve: int, tool_tokens: int = 0
+) -> tuple[list[ChatMessage], int]:
+    """Return (messages to send, how many history messages were dropped). The newest message is kept whole."""
+    if window is None:
+        return [system, *history], 0
+    budget = window - reserve - tool_tokens - estimate_tokens(system)
+    kept: list[ChatMessage] = []
+    used = 0
+    for message in reversed(history):
+        cost = estimate_tokens(message)
+        if used + cost > budget:
+            break
+        kept.append(message)
+        used += cost
+    kept.reverse()
+    if not kept and history:
+        raise ContextOverflowError(
+            f"Your message (about {estimate_tokens(history[-1])} tokens) does not fit the model's context window "
+            f"of {window} tokens with {reserve} reserved for the answer.",
+            "Shorten the message, lower model.max_tokens, or raise model.n_ctx.",
+        )
+    # never start with an orphaned tool result or an assistant tool request cut from its results
+    while kept and (kept[0].role == "tool" or (kept[0].role == "assistant" and kept[0].tool_calls)):
+        kept.pop(0)
+    if history and not kept:
+        kept = [history[-1]]
+    return [system, *kept], len(history) - len(kept)

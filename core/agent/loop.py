@@ -1,0 +1,279 @@
+"""The agent loop: one user message in, a stream of recorded steps out.
+
+A turn is one W3C trace. The user message is its root span; each model call, tool call, approval and
+result is a child span of the step that caused it. Each step is committed to the timeline before the
+front end is told, so what a person sees is always already on disk. Streamed text is shown as it
+arrives and recorded whole when the model call ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from core import events as ev
+from core.agent.collect import CallCollector
+from core.agent.context import estimate_tokens, fit_history
+from core.errors import ToolError, UserError, classify
+from core.providers.base import ChatMessage, GenerationOptions, Provider, TextDelta, ToolCall
+from core.settings import AgentSettings
+from core.timeline.ids import TraceContext, new_id
+from core.timeline.sessions import SessionStore, insert_message
+from core.timeline.store import Event, Timeline
+from core.tools.executor import ToolExecutor, ToolRun
+from core.tools.registry import ApprovalDecision, ToolContext, ToolSpec
+
+
+@dataclass
+class TurnState:
+    session_id: str
+    root: TraceContext
+    correlation_id: str
+    iterations: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    text: str = ""
+    response_span: TraceContext | None = None  # the latest llm.response: parent of its tool calls
+
+
+def _message_writer(session_id: str, message: ChatMessage):  # type: ignore[no-untyped-def]
+    def write(conn: sqlite3.Connection, event: Event) -> None:
+        insert_message(conn, session_id, message, event)
+
+    return write
+
+
+class Agent:
+    """Runs turns for any session. Stateless between turns: history lives in the session store."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        executor: ToolExecutor,
+        timeline: Timeline,
+        sessions: SessionStore,
+        settings: AgentSettings,
+        options: GenerationOptions,
+        tool_context: ToolContext,
+    ) -> None:
+        self.provider = provider
+        self.executor = executor
+        self.timeline = timeline
+        self.sessions = sessions
+        self.settings = settings
+        self.options = options
+        self.tool_context = tool_context
+
+    async def run_turn(self, session_id: str, user_text: str) -> AsyncIterator[ev.AgentEvent]:
+        """Stream the events of one turn. Cancel the consuming task to stop it; the stop is recorded."""
+        if not user_text.strip():
+            raise UserError("The message is empty.", "Type something to ask.")
+        root = TraceContext.new_root()
+        state = TurnState(session_id, root, correlation_id=new_id())
+        user_msg = ChatMessage("user", user_text)
+        started = await self._record(
+            state, "user.message", root, payload={"text": user_text}, also=_message_writer(session_id, user_msg)
+        )
+        yield ev.TurnStarted(session_id, root.trace_id, state.correlation_id, started.id)
+        try:
+            async for event in self._iterate(state):
+                yield event
+        except asyncio.CancelledError:
+            finish = await asyncio.shield(self._finish(state, "cancelled"))
+            yield finish
+            raise
+        except Exception as exc:
+            error = classify(exc)
+            failed = await self._record(
+                state, "error", root.child(), status="error", name=type(error).__name__, payload=error.to_dict()
+            )
+            yield ev.TurnFailed(session_id, root.trace_id, error.to_dict(), failed.id)
+
+    async def _iterate(self, state: TurnState) -> AsyncIterator[ev.AgentEvent]:
+        tools = self.executor.registry.specs()
+        while state.iterations < self.settings.max_iterations:
+            state.iterations += 1
+            collector = CallCollector()
+            async for event in self._model_call(state, tools, collector):
+                yield event
+            if not collector.tool_calls:
+                yield await self._finish(state, "ok")
+                return
+            for call in collector.tool_calls:
+                async for event in self._tool_call(state, call, state.response_span):
+                    yield event
+        yield await self._finish(state, "max_iterations")
+
+    async def _model_call(
+        self, state: TurnState, tools: list[ToolSpec], collector: CallCollector
+    ) -> AsyncIterator[ev.AgentEvent]:
+        history = await self.sessions.messages(state.session_id)
+        system = ChatMessage("system", self.settings.system_prompt)
+        tool_tokens = sum(estimate_tokens(ChatMessage("system", json.dumps(t.to_openai()))) for t in tools)
+        messages, dropped = fit_history(
+            system, history, self.provider.context_window, self.options.max_tokens, tool_tokens
+        )
+        span = state.root.child()
+        request = await self._record(
+            state,
+            "llm.request",
+            span,
+            name=self.provider.model_id,
+            model=self.provider.model_id,
+            payload={
+                "iteration": state.iterations,
+                "messages": len(messages),
+                "dropped_messages": dropped,
+                "tools": [t.name for t in tools],
+                "options": vars(self.options),
+            },
+        )
+        yield ev.LlmCallStarted(state.iterations, self.provider.model_id, request.id)
+        stream = self.provider.stream(messages, tools, self.options)
+        try:
+            async for chunk in stream:
+                collector.add(chunk)
+                if isinstance(chunk, TextDelta) and chunk.text:
+                    yield ev.AssistantDelta(chunk.text)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._record_response(state, span, collector, status="cancelled"))
+            raise
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        response = await self._record_response(state, span, collector, status="ok")
+        usage = collector.usage
+        yield ev.LlmCallFinished(
+            state.iterations,
+            self.provider.model_id,
+            usage.input_tokens if usage else 0,
+            usage.output_tokens if usage else 0,
+            collector.duration_ms,
+            collector.first_token_ms,
+            usage.finish_reason if usage else "stop",
+            response.id,
+        )
+
+    async def _record_response(self, state: TurnState, request_span: TraceContext, collector: CallCollector, *, status: str) -> Event:
+        usage = collector.usage
+        state.input_tokens += usage.input_tokens if usage else 0
+        state.output_tokens += usage.output_tokens if usage else 0
+        state.text = collector.text
+        calls = collector.tool_calls
+        message = ChatMessage("assistant", collector.text, tool_calls=calls)
+        keep = status == "ok" or bool(collector.text)
+        span = request_span.child()
+        event = await self._record(
+            state,
+            "llm.response",
+            span,
+            name=self.provider.model_id,
+            status=status,
+            model=self.provider.model_id,
+            input_tokens=usage.input_tokens if usage else None,
+            output_tokens=usage.output_tokens if usage else None,
+            duration_ms=collector.duration_ms,
+            payload={
+                "text": collector.text,
+                "tool_calls": [vars(c) for c in calls],
+                "finish_reason": usage.finish_reason if usage else status,
+                "first_token_ms": collector.first_token_ms,
+            },
+            also=_message_writer(state.session_id, message) if keep else None,
+        )
+        state.response_span = span
+        return event
+
+    async def _tool_call(
+        self, state: TurnState, call: ToolCall, parent: TraceContext | None
+    ) -> AsyncIterator[ev.AgentEvent]:
+        span = (parent or state.root).child()
+        try:
+            prepared = self.executor.prepare(call)
+        except ToolError as exc:
+            started = await self._record(
+                state, "tool.call", span, name=call.name or "?", status="error", payload={"raw": vars(call)}
+            )
+            yield ev.ToolCallStarted(call.id, call.name, {}, "unknown", started.id)
+            async for event in self._tool_result(state, call, span, ToolRun(False, None, exc, 0.0)):
+                yield event
+            return
+        started = await self._record(
+            state,
+            "tool.call",
+            span,
+            name=call.name,
+            payload={"call_id": call.id, "arguments": prepared.args, "risk": prepared.risk.value},
+        )
+        yield ev.ToolCallStarted(call.id, call.name, prepared.args, prepared.risk.value, started.id)
+        run: ToolRun | None = None
+        standing = self.executor.standing_approval(prepared, state.session_id)
+        if standing != "not_required":
+            summary = prepared.tool.approval_summary(prepared.args)
+            decision = standing or (await self.executor.ask(prepared, state.session_id)).value
+            approval = await self._record(
+                state,
+                "approval",
+                span.child(),
+                name=call.name,
+                status="denied" if decision == ApprovalDecision.DENY.value else "ok",
+                payload={"decision": decision, "summary": summary, "risk": prepared.risk.value},
+            )
+            yield ev.ApprovalResolved(call.id, call.name, decision, summary, approval.id)
+            if decision == ApprovalDecision.DENY.value:
+                run = self.executor.denied(prepared)
+        if run is None:
+            ctx = ToolContext(self.tool_context.workspace, state.session_id, self.tool_context.settings)
+            run = await self.executor.run(prepared, ctx)
+        async for event in self._tool_result(state, call, span, run):
+            yield event
+
+    async def _tool_result(
+        self, state: TurnState, call: ToolCall, span: TraceContext, run: ToolRun
+    ) -> AsyncIterator[ev.AgentEvent]:
+        text = run.text_for_model
+        message = ChatMessage("tool", text, tool_call_id=call.id, name=call.name or "unknown")
+        payload: dict[str, object] = {"call_id": call.id, "output": text}
+        if run.output is not None:
+            payload["data"] = run.output.data
+        if run.error is not None:
+            payload["error"] = run.error.to_dict()
+        result = await self._record(
+            state,
+            "tool.result",
+            span.child(),
+            name=call.name,
+            status="ok" if run.ok else "error",
+            duration_ms=run.duration_ms,
+            payload=payload,
+            also=_message_writer(state.session_id, message),
+        )
+        error = None if run.error is None else run.error.describe()
+        yield ev.ToolCallFinished(call.id, call.name, run.ok, text, error, run.duration_ms, result.id)
+
+    async def _finish(self, state: TurnState, status: str) -> ev.TurnFinished:
+        payload = {"iterations": state.iterations, "input_tokens": state.input_tokens, "output_tokens": state.output_tokens}
+        if status == "max_iterations":
+            payload["error"] = (
+                f"Stopped after {self.settings.max_iterations} model calls without a final answer; "
+                "raise agent.max_iterations or ask for a smaller step."
+            )
+        event = await self._record(state, "turn.end", state.root.child(), status=status, payload=payload)
+        return ev.TurnFinished(
+            state.session_id,
+            state.root.trace_id,
+            state.text,
+            status,
+            state.iterations,
+            state.input_tokens,
+            state.output_tokens,
+            event.id,
+        )
+
+    async def _record(self, state: TurnState, kind: str, trace: TraceContext, **fields: object) -> Event:
+        return await self.timeline.record(
+            kind, session_id=state.session_id, trace=trace, correlation_id=state.correlation_id, **fields  # type: ignore[arg-type]
+        )
+

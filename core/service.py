@@ -1,0 +1,191 @@
+"""The facade every front end uses: async commands in, typed events out.
+
+`AgentCore` owns the database, the tool registry (built-ins and MCP servers) and the provider, with an
+explicit, idempotent lifecycle. A `Turn` runs in its own task so a slow reader never stalls the model,
+and `Turn.cancel()` stops it cleanly (the stop is recorded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from core import events as ev
+from core.agent.loop import Agent
+from core.errors import ShoalError, classify
+from core.providers.base import Provider
+from core.providers.factory import build_provider, generation_options
+from core.settings import Settings
+from core.timeline.db import Database
+from core.timeline.migrations import migrate
+from core.timeline.sessions import SessionInfo, SessionStore
+from core.timeline.store import Timeline
+from core.tools.builtin import builtin_tools
+from core.tools.executor import ToolExecutor
+from core.tools.registry import ApprovalCallback, ToolContext, ToolRegistry, ToolSpec, deny_all
+
+DB_FILENAME = "shoal.db"
+_END = object()
+
+
+class Turn:
+    """One running turn. Iterate it for events; `cancel()` stops it; `result()` waits for the end."""
+
+    def __init__(self, source: AsyncIterator[ev.AgentEvent]) -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._task = asyncio.create_task(self._pump(source), name="shoal-turn")
+        self.final: ev.TurnFinished | ev.TurnFailed | None = None
+
+    async def _pump(self, source: AsyncIterator[ev.AgentEvent]) -> None:
+        try:
+            async for event in source:
+                if isinstance(event, ev.TurnFinished | ev.TurnFailed):
+                    self.final = event
+                self._queue.put_nowait(event)
+        except asyncio.CancelledError:
+            pass  # the agent recorded and emitted the cancellation before re-raising
+        except Exception as exc:  # an error before the turn started (empty message, storage down)
+            self._queue.put_nowait(exc)
+        finally:
+            self._queue.put_nowait(_END)
+
+    def __aiter__(self) -> AsyncIterator[ev.AgentEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[ev.AgentEvent]:
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise classify(item)
+            yield item
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+    async def result(self) -> ev.TurnFinished | ev.TurnFailed | None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        return self.final
+
+
+class AgentCore:
+    """Start it (or `async with` it), then open sessions and send messages."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        provider: Provider | None = None,
+        approve: ApprovalCallback = deny_all,
+    ) -> None:
+        self.settings = settings
+        self.db = Database(settings.paths.data_path() / DB_FILENAME, migrate=lambda conn: migrate(conn) and None)
+        self.timeline = Timeline(self.db)
+        self.sessions = SessionStore(self.db)
+        self.registry = ToolRegistry()
+        self.approve = approve
+        self._provider = provider
+        self._mcp: Any = None
+        self._agent: Agent | None = None
+        self._started = False
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        await self.db.start()
+        try:
+            workspace = self.settings.tools.workspace_path()
+            workspace.mkdir(parents=True, exist_ok=True)
+            for tool in builtin_tools(self.db):
+                self.registry.register(tool)
+            for name in self.settings.tools.disabled:
+                self.registry.set_enabled(name, False)
+            await self._start_mcp()
+        except BaseException:
+            await self.db.stop()
+            raise
+        self._started = True
+
+    async def _start_mcp(self) -> None:
+        servers = [s for s in self.settings.mcp_servers if s.enabled]
+        if not servers:
+            return
+        from core.tools.mcp import McpManager
+
+        self._mcp = McpManager(servers, self.registry)
+        await self._mcp.start()
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        if self._mcp is not None:
+            with contextlib.suppress(Exception):
+                await self._mcp.stop()
+            self._mcp = None
+        if self._provider is not None:
+            with contextlib.suppress(Exception):
+                await self._provider.stop()
+        await self.registry.aclose()
+        await self.db.stop()
+
+    async def __aenter__(self) -> AgentCore:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- the model -------------------------------------------------------------------------
+
+    @property
+    def provider(self) -> Provider:
+        if self._provider is None:
+            self._provider = build_provider(self.settings.model)
+        return self._provider
+
+    async def load_model(self) -> None:
+        """Load or connect now (otherwise it happens on the first message)."""
+        await self.provider.start()
+
+    @property
+    def agent(self) -> Agent:
+        if self._agent is None:
+            executor = ToolExecutor(self.registry, self.settings.tools, self.approve)
+            context = ToolContext(self.settings.tools.workspace_path(), "", self.settings.tools)
+            self._agent = Agent(
+                self.provider,
+                executor,
+                self.timeline,
+                self.sessions,
+                self.settings.agent,
+                generation_options(self.settings.model),
+                context,
+            )
+        return self._agent
+
+    # --- commands --------------------------------------------------------------------------
+
+    async def new_session(self, title: str = "") -> SessionInfo:
+        return await self.sessions.create(
+            title=title, model=self.provider.model_id, system_prompt=self.settings.agent.system_prompt
+        )
+
+    def send(self, session_id: str, text: str) -> Turn:
+        """Start a turn; iterate the returned Turn for its events."""
+        return Turn(self.agent.run_turn(session_id, text))
+
+    def tool_specs(self) -> list[ToolSpec]:
+        return self.registry.specs(enabled_only=False)
+
+    def mcp_status(self) -> dict[str, Any]:
+        return self._mcp.status() if self._mcp is not None else {}
+
+    def mcp_errors(self) -> dict[str, ShoalError]:
+        return dict(self._mcp.errors) if self._mcp is not None else {}

@@ -1,0 +1,206 @@
+"""The one typed settings model, and where each value came from.
+
+Precedence, lowest to highest: defaults < config.toml (user config dir) < `SHOAL_*` environment
+variables (nested with `__`, e.g. `SHOAL_MODEL__PATH`) < command-line flags. Secrets are never
+fields here: API keys live in the OS keyring (`core.secrets`).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from core import paths
+from core.errors import ConfigError
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are Shoal, a helpful personal assistant running on the user's own computer. "
+    "Answer concisely. Use the tools you are given when they help; never invent tool results."
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(_Section):
+    provider: Literal["llama_cpp", "openai"] = "llama_cpp"
+    path: str = Field("", description="GGUF file for the llama_cpp provider")
+    n_ctx: int = Field(4096, ge=256, description="context window in tokens (llama_cpp)")
+    n_threads: int = Field(0, ge=0, description="CPU threads for llama.cpp; 0 picks the physical cores")
+    n_gpu_layers: int = Field(0, ge=-1, description="layers offloaded to a GPU; -1 offloads all")
+    chat_format: str = Field("", description="override the GGUF's chat template (llama-cpp-python chat_format)")
+    base_url: str = Field("", description="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1")
+    name: str = Field("", description="model id at the endpoint")
+    key_name: str = Field("default", description="which keyring entry holds the endpoint's API key")
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(1024, ge=1, description="largest answer per model call")
+    seed: int | None = None
+    timeout: float = Field(120.0, gt=0, description="seconds before an endpoint request is abandoned")
+    tool_call_tags: bool = Field(True, description="parse <tool_call>{...}</tool_call> emitted as text")
+
+
+class AgentSettings(_Section):
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_iterations: int = Field(8, ge=1, le=100, description="model calls per turn before giving up")
+
+
+class ToolSettings(_Section):
+    workspace: str = Field("", description="folder the file and shell tools are confined to (default ~/Shoal)")
+    disabled: list[str] = Field(default_factory=list, description="tool names the agent may not use")
+    auto_approve: list[str] = Field(default_factory=list, description="high-risk tools that skip approval")
+    timeout: float = Field(60.0, gt=0, description="seconds any one tool call may take")
+    shell_timeout: float = Field(30.0, gt=0)
+    shell_max_output: int = Field(64_000, ge=1024, description="bytes of shell output kept")
+    read_max_bytes: int = Field(1_000_000, ge=1024)
+    web_allow_private: bool = Field(False, description="let web_fetch reach loopback/private/link-local hosts")
+    web_max_bytes: int = Field(2_000_000, ge=1024)
+    web_timeout: float = Field(15.0, gt=0)
+
+    def workspace_path(self) -> Path:
+        return paths.expand(self.workspace) if self.workspace else paths.default_workspace()
+
+
+class McpServerSettings(_Section):
+    name: str
+    command: str
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str = ""
+    enabled: bool = True
+
+
+class PathSettings(_Section):
+    data_dir: str = Field("", description="timeline database and state (default: platform data dir)")
+    models_dir: str = Field("", description="extra folder searched for GGUF files")
+
+    def data_path(self) -> Path:
+        return paths.expand(self.data_dir) if self.data_dir else paths.default_data_dir()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="forbid", validate_assignment=True)
+
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    tools: ToolSettings = Field(default_factory=ToolSettings)
+    mcp_servers: list[McpServerSettings] = Field(default_factory=list)
+    paths: PathSettings = Field(default_factory=PathSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `load_settings` merges file, env and CLI itself so it can record provenance.
+        return (init_settings,)
+
+
+@dataclass
+class LoadedSettings:
+    settings: Settings
+    config_file: Path
+    sources: dict[str, str] = field(default_factory=dict)  # dotted key -> "file" | "env" | "cli"
+
+    def source_of(self, dotted: str) -> str:
+        return self.sources.get(dotted, "default")
+
+
+def _env_values() -> dict[str, Any]:
+    source = EnvSettingsSource(Settings, env_prefix="SHOAL_", env_nested_delimiter="__", case_sensitive=False)
+    return {k: v for k, v in source().items() if v is not None}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", f"Fix the line named, or move {path} aside.") from exc
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {path}: {exc.strerror}", "Check the file's permissions.") from exc
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], origin: str, sources: dict[str, str], prefix: str = "") -> None:
+    for key, value in over.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and key != "env":
+            _merge(base[key], value, origin, sources, dotted + ".")
+            continue
+        base[key] = value
+        sources[dotted] = origin
+        for nested in [k for k in sources if k.startswith(dotted + ".")]:
+            sources[nested] = origin
+        _mark_nested(value, origin, sources, dotted + ".")
+
+
+def _mark_nested(value: Any, origin: str, sources: dict[str, str], prefix: str) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            sources[f"{prefix}{key}"] = origin
+            _mark_nested(inner, origin, sources, f"{prefix}{key}.")
+
+
+def load_settings(config_file: Path | None = None, cli: dict[str, Any] | None = None) -> LoadedSettings:
+    """Build the effective settings. Raises ConfigError naming the file/variable and field at fault."""
+    path = config_file or paths.config_file()
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    layers = [("file", _read_toml(path)), ("env", _env_values()), ("cli", cli or {})]
+    for origin, values in layers:
+        _merge(merged, _deepcopy(values), origin, sources)
+    try:
+        settings = Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation(exc, sources, path), "Correct or remove the value named.") from exc
+    return LoadedSettings(settings=settings, config_file=path, sources=sources)
+
+
+def _deepcopy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deepcopy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deepcopy(v) for v in value]
+    return value
+
+
+def _describe_validation(exc: ValidationError, sources: dict[str, str], path: Path) -> str:
+    lines = []
+    for err in exc.errors():
+        dotted = ".".join(str(p) for p in err["loc"])
+        origin = _origin_label(sources.get(dotted) or sources.get(dotted.split(".")[0], "default"), dotted, path)
+        lines.append(f"{dotted}: {err['msg']} (from {origin})")
+    return "Invalid settings: " + "; ".join(lines)
+
+
+def _origin_label(origin: str, dotted: str, path: Path) -> str:
+    if origin == "env":
+        return "environment variable SHOAL_" + dotted.upper().replace(".", "__")
+    if origin == "file":
+        return str(path)
+    return origin
+
+
+def flatten(model: BaseModel, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> value, for display."""
+    out: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            out.update(flatten(value, f"{prefix}{name}."))
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            out[f"{prefix}{name}"] = [v.model_dump() for v in value]
+        else:
+            out[f"{prefix}{name}"] = value
+    return out

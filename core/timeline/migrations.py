@@ -1,0 +1,131 @@
+"""Numbered, append-only schema migrations (as simonw/llm does).
+
+Never edit or reorder a migration that has shipped: add a new one at the end. A database written by a
+newer Shoal (more migrations applied than this code knows) is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+from core.errors import StorageError
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_sessions_messages_events(db: sqlite_utils.Database) -> None:
+    db["sessions"].create(  # type: ignore[union-attr]
+        {"id": str, "title": str, "created_at": str, "updated_at": str, "model": str, "system_prompt": str},
+        pk="id",
+    )
+    db["messages"].create(  # type: ignore[union-attr]
+        {
+            "id": str,
+            "session_id": str,
+            "seq": int,
+            "role": str,
+            "content": str,
+            "tool_calls": str,  # JSON list, assistant messages only
+            "tool_call_id": str,
+            "name": str,
+            "event_id": str,  # the timeline event that recorded this message
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("session_id", "sessions", "id")],
+        not_null={"session_id", "seq", "role"},
+    )
+    db["messages"].create_index(["session_id", "seq"], unique=True)  # type: ignore[union-attr]
+    db["events"].create(  # type: ignore[union-attr]
+        {
+            "id": str,
+            "ts": str,  # ISO 8601 UTC, microseconds
+            "session_id": str,
+            "correlation_id": str,  # the turn (or remote request) this event belongs to
+            "trace_id": str,  # W3C trace-id, 32 hex
+            "span_id": str,  # W3C parent-id of this event's span, 16 hex
+            "parent_span_id": str,
+            "kind": str,  # user.message, llm.request, llm.response, tool.call, tool.result, approval, error, ...
+            "name": str,
+            "status": str,  # ok | error | cancelled | denied
+            "model": str,
+            "input_tokens": int,
+            "output_tokens": int,
+            "duration_ms": float,
+            "payload": str,  # JSON
+        },
+        pk="id",
+        not_null={"ts", "kind", "trace_id", "span_id"},
+    )
+    for cols in (["trace_id"], ["session_id", "ts"], ["correlation_id"], ["kind"], ["span_id"]):
+        db["events"].create_index(cols)  # type: ignore[union-attr]
+    # The timeline is an audit record: rows are added, never rewritten.
+    db.execute(
+        "CREATE TRIGGER events_append_only BEFORE UPDATE ON events "
+        "BEGIN SELECT RAISE(ABORT, 'timeline events are append-only'); END"
+    )
+
+
+@migration
+def m002_messages_fts(db: sqlite_utils.Database) -> None:
+    db["messages"].enable_fts(["content"], create_triggers=True, tokenize="porter")  # type: ignore[union-attr]
+
+
+@migration
+def m003_notes(db: sqlite_utils.Database) -> None:
+    db["notes"].create(  # type: ignore[union-attr]
+        {"id": str, "text": str, "tags": str, "session_id": str, "event_id": str, "created_at": str},
+        pk="id",
+        not_null={"text"},
+    )
+    db["notes"].enable_fts(["text", "tags"], create_triggers=True, tokenize="porter")  # type: ignore[union-attr]
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    db = sqlite_utils.Database(conn)
+    if "_migrations" not in db.table_names():
+        return []
+    return [row[0] for row in conn.execute("SELECT name FROM _migrations ORDER BY id")]
+
+
+def migrate(conn: sqlite3.Connection, *, upto: int | None = None) -> list[str]:
+    """Apply pending migrations, each in its own transaction. Returns the names applied now."""
+    db = sqlite_utils.Database(conn)
+    if "_migrations" not in db.table_names():
+        conn.execute("CREATE TABLE _migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+    done = applied(conn)
+    known = [name for name, _ in MIGRATIONS]
+    unknown = [name for name in done if name not in known]
+    if unknown:
+        raise StorageError(
+            f"This database was written by a newer Shoal (unknown migrations: {', '.join(unknown)}).",
+            "Upgrade Shoal, or point paths.data_dir at another folder.",
+        )
+    ran = []
+    for index, (name, fn) in enumerate(MIGRATIONS[:upto], start=1):
+        if name in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            fn(db)
+            conn.execute(
+                "INSERT INTO _migrations (id, name, applied_at) VALUES (?, ?, ?)",
+                (index, name, datetime.now(UTC).isoformat()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        ran.append(name)
+    return ran

@@ -1,0 +1,132 @@
+"""Chat sessions and their message history, kept beside the timeline in the same database."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import UserError
+from core.providers.base import ChatMessage
+from core.timeline.db import Database
+from core.timeline.ids import new_id, now_iso
+from core.timeline.store import Event
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str
+    title: str
+    created_at: str
+    updated_at: str
+    model: str
+    system_prompt: str
+    message_count: int = 0
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    session_id: str
+    session_title: str
+    seq: int
+    role: str
+    snippet: str
+
+
+def insert_message(conn: sqlite3.Connection, session_id: str, message: ChatMessage, event: Event | None) -> int:
+    """Append `message` to the session inside the caller's transaction; returns its sequence number."""
+    seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE session_id = ?", (session_id,)).fetchone()
+    now = now_iso()
+    calls = json.dumps([vars(c) for c in message.tool_calls]) if message.tool_calls else None
+    conn.execute(
+        "INSERT INTO messages (id, session_id, seq, role, content, tool_calls, tool_call_id, name, event_id, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            new_id(),
+            session_id,
+            seq[0],
+            message.role,
+            message.content,
+            calls,
+            message.tool_call_id,
+            message.name,
+            event.id if event else None,
+            now,
+        ),
+    )
+    conn.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
+    return int(seq[0])
+
+
+def _fts_query(text: str) -> str:
+    """Quote each word so user punctuation can't break FTS5 syntax."""
+    words = [w.replace('"', '""') for w in text.split()]
+    return " ".join(f'"{w}"' for w in words if w)
+
+
+class SessionStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, *, title: str = "", model: str = "", system_prompt: str = "") -> SessionInfo:
+        now = now_iso()
+        info = SessionInfo(new_id(), title or "New chat", now, now, model, system_prompt)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO sessions (id, title, created_at, updated_at, model, system_prompt) VALUES (?,?,?,?,?,?)",
+                (info.id, info.title, now, now, model, system_prompt),
+            )
+
+        await self.db.write(write)
+        return info
+
+    async def get(self, session_id: str) -> SessionInfo:
+        found = await self._query(
+            "SELECT s.*, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS message_count "
+            "FROM sessions s WHERE s.id = ? OR s.id LIKE ? ORDER BY s.id LIMIT 2",
+            (session_id, f"{session_id}%"),
+        )
+        if len(found) != 1:
+            problem = "matches several sessions" if found else "does not exist"
+            raise UserError(f"Session {session_id!r} {problem}.", "List sessions with `shoal sessions`.")
+        return SessionInfo(**found[0])
+
+    async def list(self, limit: int = 100) -> list[SessionInfo]:
+        rows = await self._query(
+            "SELECT s.*, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS message_count "
+            "FROM sessions s ORDER BY updated_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [SessionInfo(**r) for r in rows]
+
+    async def rename(self, session_id: str, title: str) -> None:
+        await self.db.write(lambda c: c.execute("UPDATE sessions SET title = ? WHERE id = ?", (title, session_id)))
+
+    async def messages(self, session_id: str) -> list[ChatMessage]:
+        rows = await self._query(
+            "SELECT role, content, tool_calls, tool_call_id, name FROM messages WHERE session_id = ? ORDER BY seq",
+            (session_id,),
+        )
+        return [ChatMessage.from_dict(r) for r in rows]
+
+    async def append(self, session_id: str, message: ChatMessage) -> int:
+        return await self.db.write(lambda conn: insert_message(conn, session_id, message, None))
+
+    async def search(self, text: str, limit: int = 50) -> list[SearchHit]:
+        """Full-text search over every message of every session."""
+        query = _fts_query(text)
+        if not query:
+            return []
+        rows = await self._query(
+            "SELECT m.session_id, s.title AS session_title, m.seq, m.role, "
+            "snippet(messages_fts, 0, '[', ']', '…', 12) AS snippet "
+            "FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
+            "JOIN sessions s ON s.id = m.session_id WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
+            (query, limit),
+        )
+        return [SearchHit(**r) for r in rows]
+
+    async def _query(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        return await self.db.read(lambda conn: [dict(r) for r in conn.execute(sql, params)])
