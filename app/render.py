@@ -12,7 +12,7 @@ from rich.tree import Tree
 from core import events as ev
 from core.timeline.store import Event, EventNode
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def short(text: str, limit: int = 120) -> str:

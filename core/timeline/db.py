@@ -185,17 +185,20 @@ class Database:
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
+            isolate = len(writes) > 1  # a lone job needs no savepoint: its failure rolls back the transaction
             for job in writes:
-                conn.execute("SAVEPOINT job")
+                if isolate:
+                    conn.execute("SAVEPOINT job")
                 result, error = self._call(conn, job)
                 if error is not None and not conn.in_transaction:
                     # SQLite itself aborted the transaction (disk full, I/O error): the whole batch is gone.
                     raise _BatchAborted(error)
-                if error is not None:
-                    conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
+                if isolate:
+                    if error is not None:
+                        conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
                 outcomes.append((result, error))
-            conn.execute("COMMIT")
+            conn.execute("ROLLBACK" if not isolate and outcomes[0][1] is not None else "COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):

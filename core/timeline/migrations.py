@@ -9,12 +9,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from core.errors import StorageError
 
-Migration = Callable[[sqlite_utils.Database], None]
+if TYPE_CHECKING:  # sqlite-utils pulls in numpy: import it on the database thread, not at startup
+    import sqlite_utils
+
+Migration = Callable[["sqlite_utils.Database"], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
 
 
@@ -92,17 +94,22 @@ def m003_notes(db: sqlite_utils.Database) -> None:
     db["notes"].enable_fts(["text", "tags"], create_triggers=True, tokenize="porter")  # type: ignore[union-attr]
 
 
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
 def applied(conn: sqlite3.Connection) -> list[str]:
-    db = sqlite_utils.Database(conn)
-    if "_migrations" not in db.table_names():
+    if not _has_table(conn, "_migrations"):
         return []
     return [row[0] for row in conn.execute("SELECT name FROM _migrations ORDER BY id")]
 
 
 def migrate(conn: sqlite3.Connection, *, upto: int | None = None) -> list[str]:
     """Apply pending migrations, each in its own transaction. Returns the names applied now."""
+    import sqlite_utils
+
     db = sqlite_utils.Database(conn)
-    if "_migrations" not in db.table_names():
+    if not _has_table(conn, "_migrations"):
         conn.execute("CREATE TABLE _migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
     done = applied(conn)
     known = [name for name, _ in MIGRATIONS]
