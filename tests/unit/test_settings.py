@@ -92,3 +92,9 @@ def test_named_keys_use_their_own_env_var(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("SHOAL_API_KEY_OPENROUTER", "sk-or-12345678")
     secret = get_api_key("openrouter")
     assert secret is not None and secret.origin == "env:SHOAL_API_KEY_OPENROUTER"
+
+
+def test_every_setting_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    missing = [key for key in flatten(Settings()) if key != "mcp_servers" and f"`{key}`" not in doc]
+    assert missing == []
