@@ -7,15 +7,7 @@ side for English and code; the provider still reports a precise overflow if the 
 from __future__ import annotations
 
 from core.errors import ContextOverflowError
-from core.providers.base import ChatMessage
-
-CHARS_PER_TOKEN = 3.0
-PER_MESSAGE_TOKENS = 6
-
-
-def estimate_tokens(message: ChatMessage) -> int:
-    size = len(message.content) + sum(len(c.name) + len(c.arguments) for c in message.tool_calls)
-    return int(size / CHARS_PER_TOKEN) + PER_MESSAGE_TOKENS
+from core.providers.base import ChatMessage, estimate_tokens
 
 
 def fit_history(
@@ -24,6 +16,9 @@ def fit_history(
     """Return (messages to send, how many history messages were dropped). The newest message is kept whole."""
     if window is None:
         return [system, *history], 0
+    # Keep room for an answer, but never let a large max_tokens crowd out the conversation itself:
+    # the backend stops the answer at the window's end anyway.
+    reserve = min(reserve, window // 4)
     budget = window - reserve - tool_tokens - estimate_tokens(system)
     kept: list[ChatMessage] = []
     used = 0
@@ -37,7 +32,7 @@ def fit_history(
     if not kept and history:
         raise ContextOverflowError(
             f"Your message (about {estimate_tokens(history[-1])} tokens) does not fit the model's context window "
-            f"of {window} tokens with {reserve} reserved for the answer.",
+            f"of {window} tokens ({tool_tokens} go to tool descriptions, {reserve} are kept for the answer).",
             "Shorten the message, lower model.max_tokens, or raise model.n_ctx.",
         )
     # never start with an orphaned tool result or an assistant tool request cut from its results

@@ -179,6 +179,7 @@ class Agent:
                 "text": collector.text,
                 "tool_calls": [vars(c) for c in calls],
                 "finish_reason": usage.finish_reason if usage else status,
+                "tokens_estimated": usage.estimated if usage else True,
                 "first_token_ms": collector.first_token_ms,
             },
             also=_message_writer(state.session_id, message) if keep else None,

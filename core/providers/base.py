@@ -94,6 +94,17 @@ class Usage:
     input_tokens: int
     output_tokens: int
     finish_reason: str = "stop"  # stop | length | tool_calls | cancelled
+    estimated: bool = False  # the backend did not report counts; these are estimates
+
+
+CHARS_PER_TOKEN = 3.0
+PER_MESSAGE_TOKENS = 6
+
+
+def estimate_tokens(message: ChatMessage) -> int:
+    """A deliberately generous token estimate (about 3 characters a token) for when no tokenizer is at hand."""
+    size = len(message.content) + sum(len(c.name) + len(c.arguments) for c in message.tool_calls)
+    return int(size / CHARS_PER_TOKEN) + PER_MESSAGE_TOKENS
 
 
 Chunk = TextDelta | ToolCallDelta | Usage

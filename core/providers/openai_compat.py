@@ -15,7 +15,16 @@ from core.errors import (
     ProviderError,
     ShoalError,
 )
-from core.providers.base import ChatMessage, Chunk, GenerationOptions, Provider, TextDelta, ToolCallDelta, Usage
+from core.providers.base import (
+    ChatMessage,
+    Chunk,
+    GenerationOptions,
+    Provider,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    estimate_tokens,
+)
 from core.providers.tool_text import ToolTagParser
 from core.secrets import env_var_for
 from core.tools.registry import ToolSpec
@@ -133,10 +142,10 @@ class OpenAIProvider(Provider):
             for out in parser.finish():
                 yield out
             saw_calls = saw_calls or parser.calls_found > 0
-        if usage is None:  # the endpoint ignored stream_options: estimate, never report zero
-            usage = Usage(sum(len(m.content) for m in messages) // 4, pieces)
+        if usage is None:  # the endpoint ignored stream_options: estimate (and say so), never report zero
+            usage = Usage(sum(estimate_tokens(m) for m in messages), pieces, estimated=True)
         reason = "tool_calls" if saw_calls else ("length" if finish == "length" else finish or "stop")
-        yield Usage(usage.input_tokens, usage.output_tokens, reason)
+        yield Usage(usage.input_tokens, usage.output_tokens, reason, usage.estimated)
 
     def translate(self, exc: BaseException) -> ShoalError:
         """Map SDK errors to errors that name the cause and the fix."""
