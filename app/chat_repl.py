@@ -43,7 +43,7 @@ async def repl(loaded: LoadedSettings, session: str | None, approve: ApprovalCal
                 render.err.print(f"[dim]new session {info.id[-8:]}[/dim]")
                 continue
             if text == "/sessions":
-                for s in await core.sessions.list(20):
+                for s in await core.sessions.recent(20):
                     render.err.print(f"  {s.id[-8:]}  {s.updated_at[:16]}  {s.title}")
                 continue
             if text == "/id":

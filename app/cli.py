@@ -145,7 +145,7 @@ def main() -> None:
     except ShoalError as exc:  # pragma: no cover - commands handle their own
         render.print_error(exc.to_dict())
         sys.exit(exc.exit_code)
-    except Exception as exc:  # noqa: BLE001 - last resort: classify, never a bare traceback
+    except Exception as exc:
         if isinstance(exc, SystemExit | KeyboardInterrupt):
             raise
         error = classify(exc)

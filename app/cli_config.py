@@ -36,7 +36,10 @@ def config_show(obj: Context, as_json: bool) -> None:
     key_display = f"{secret.masked} ({secret.origin})" if secret else "(not set)"
     if as_json:
         rows = {k: {"value": v, "source": loaded.source_of(k)} for k, v in values.items()}
-        rows["secrets.api_key"] = {"value": secret.masked if secret else None, "source": secret.origin if secret else None}
+        rows["secrets.api_key"] = {
+            "value": secret.masked if secret else None,
+            "source": secret.origin if secret else None,
+        }
         click.echo(json.dumps({"config_file": str(loaded.config_file), "settings": rows}, indent=2, default=str))
         return
     table = Table(title=f"Shoal settings  (file: {loaded.config_file})", title_justify="left")
@@ -153,5 +156,3 @@ def doctor(obj: Context) -> None:
             render.err.print(f"    [cyan]→ {check.fix}[/cyan]")
     render.err.print("[green]All required checks pass.[/green]" if not failed else "[red]Fix the ✗ items above.[/red]")
     sys.exit(1 if failed else 0)
-
-

@@ -24,6 +24,15 @@ def _node_dict(node: EventNode) -> dict[str, Any]:
     return data
 
 
+async def _pick_traces(core: Any, session_id: str | None, trace: str | None, limit: int) -> list[str]:
+    """The trace ids to show: one given by id or prefix, or the `limit` most recent, oldest first."""
+    if not trace:
+        return [t.trace_id for t in reversed(await core.timeline.traces(session_id, limit))]
+    if await core.timeline.events(trace_id=trace, limit=1):
+        return [trace]
+    return [t.trace_id for t in await core.timeline.traces(session_id, 500) if t.trace_id.startswith(trace)][:1]
+
+
 @cli.command()
 @click.option("-s", "--session", help="only this session (id or unique prefix)")
 @click.option("-t", "--trace", help="one turn, by trace id (or unique prefix)")
@@ -36,12 +45,7 @@ def timeline(obj: Context, session: str | None, trace: str | None, limit: int, a
     async def main() -> None:
         async with build_core(obj.settings()) as core:
             session_id = (await core.sessions.get(session)).id if session else None
-            if trace:
-                roots = await core.timeline.events(trace_id=trace, limit=1)
-                trace_ids = [trace] if roots else [t.trace_id for t in await core.timeline.traces(session_id, 500)
-                                                   if t.trace_id.startswith(trace)][:1]
-            else:
-                trace_ids = [t.trace_id for t in reversed(await core.timeline.traces(session_id, limit))]
+            trace_ids = await _pick_traces(core, session_id, trace, limit)
             if not trace_ids:
                 render.err.print("No turns recorded yet." if not trace else f"No trace {trace!r}.")
                 return
@@ -67,7 +71,7 @@ def sessions(obj: Context, limit: int) -> None:
 
     async def main() -> None:
         async with build_core(obj.settings()) as core:
-            for s in await core.sessions.list(limit):
+            for s in await core.sessions.recent(limit):
                 out.print(f"{s.id}  {s.updated_at[:16]}  {s.message_count:4d} msgs  {s.title}")
 
     run_async(main())
@@ -104,7 +108,9 @@ def models(obj: Context) -> None:
     out.print(f"[bold]GGUF files[/bold] ({len(found)} found)")
     for model in found:
         mark = "[green]*[/green]" if current and model.path == current else " "
-        out.print(f" {mark} {model.size / 2**30:6.2f} GiB  [dim]{model.source:10}[/dim] {model.name}  [dim]{model.path}[/dim]")
+        out.print(
+            f" {mark} {model.size / 2**30:6.2f} GiB  [dim]{model.source:10}[/dim] {model.name}  [dim]{model.path}[/dim]"
+        )
     if not found:
         out.print("   none: put .gguf files in a folder and set paths.models_dir, or pass --model FILE")
     if settings.model.base_url:
@@ -117,7 +123,9 @@ async def _list_endpoint(settings: Any) -> None:
     from core.secrets import get_api_key
 
     secret = get_api_key(settings.model.key_name)
-    provider = OpenAIProvider(settings.model.base_url, settings.model.name or "?", secret.value if secret else None, timeout=10)
+    provider = OpenAIProvider(
+        settings.model.base_url, settings.model.name or "?", secret.value if secret else None, timeout=10
+    )
     try:
         for name in await provider.list_models():
             mark = "[green]*[/green]" if name == settings.model.name else " "

@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.timeline.db import Database  # noqa: E402
-from core.timeline.ids import TraceContext, new_id, now_iso  # noqa: E402
-from core.timeline.migrations import migrate  # noqa: E402
-from core.timeline.store import _INSERT, Timeline  # noqa: E402
+from core.timeline.db import Database
+from core.timeline.ids import TraceContext, new_id, now_iso
+from core.timeline.migrations import migrate
+from core.timeline.store import _INSERT, Timeline
 
 PAYLOAD = {"text": "The tide comes in twice a day, about fifty minutes later each day.", "tokens": 17}
 

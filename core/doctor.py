@@ -79,7 +79,9 @@ def check_llama(settings: Settings) -> list[Check]:
         checks.append(Check("model file", False, exc.message, exc.fix))
     found = importlib.util.find_spec("llama_cpp") is not None
     checks.append(
-        Check("llama-cpp-python", found, "installed" if found else "not installed", "" if found else "Run `make install`.")
+        Check(
+            "llama-cpp-python", found, "installed" if found else "not installed", "" if found else "Run `make install`."
+        )
     )
     return checks
 
@@ -100,7 +102,12 @@ async def check_endpoint(settings: Settings) -> list[Check]:
     checks = [Check("endpoint", True, f"{model.base_url} answers ({len(served)} models)")]
     if served and model.name not in served:
         checks.append(
-            Check("model name", False, f"{model.name!r} is not served by {model.base_url}", f"Use one of: {', '.join(served[:8])}")
+            Check(
+                "model name",
+                False,
+                f"{model.name!r} is not served by {model.base_url}",
+                f"Use one of: {', '.join(served[:8])}",
+            )
         )
     return checks
 

@@ -6,10 +6,10 @@ Anything that is not a `ShoalError` reaching a front end is a bug in Shoal and i
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Actor(str, Enum):
+class Actor(StrEnum):
     """Who has to act to clear the error."""
 
     USER = "user"  # the person must change something they gave us (input, file, approval)

@@ -83,7 +83,7 @@ class AgentCore:
         approve: ApprovalCallback = deny_all,
     ) -> None:
         self.settings = settings
-        self.db = Database(settings.paths.data_path() / DB_FILENAME, migrate=lambda conn: migrate(conn) and None)
+        self.db = Database(settings.paths.data_path() / DB_FILENAME, migrate=migrate)
         self.timeline = Timeline(self.db)
         self.sessions = SessionStore(self.db)
         self.registry = ToolRegistry()

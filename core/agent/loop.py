@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from core import events as ev
@@ -39,7 +39,7 @@ class TurnState:
     response_span: TraceContext | None = None  # the latest llm.response: parent of its tool calls
 
 
-def _message_writer(session_id: str, message: ChatMessage):  # type: ignore[no-untyped-def]
+def _message_writer(session_id: str, message: ChatMessage) -> Callable[[sqlite3.Connection, Event], None]:
     def write(conn: sqlite3.Connection, event: Event) -> None:
         insert_message(conn, session_id, message, event)
 
@@ -156,7 +156,9 @@ class Agent:
             response.id,
         )
 
-    async def _record_response(self, state: TurnState, request_span: TraceContext, collector: CallCollector, *, status: str) -> Event:
+    async def _record_response(
+        self, state: TurnState, request_span: TraceContext, collector: CallCollector, *, status: str
+    ) -> Event:
         usage = collector.usage
         state.input_tokens += usage.input_tokens if usage else 0
         state.output_tokens += usage.output_tokens if usage else 0
@@ -255,7 +257,11 @@ class Agent:
         yield ev.ToolCallFinished(call.id, call.name, run.ok, text, error, run.duration_ms, result.id)
 
     async def _finish(self, state: TurnState, status: str) -> ev.TurnFinished:
-        payload = {"iterations": state.iterations, "input_tokens": state.input_tokens, "output_tokens": state.output_tokens}
+        payload: dict[str, object] = {
+            "iterations": state.iterations,
+            "input_tokens": state.input_tokens,
+            "output_tokens": state.output_tokens,
+        }
         if status == "max_iterations":
             payload["error"] = (
                 f"Stopped after {self.settings.max_iterations} model calls without a final answer; "
@@ -275,6 +281,9 @@ class Agent:
 
     async def _record(self, state: TurnState, kind: str, trace: TraceContext, **fields: object) -> Event:
         return await self.timeline.record(
-            kind, session_id=state.session_id, trace=trace, correlation_id=state.correlation_id, **fields  # type: ignore[arg-type]
+            kind,
+            session_id=state.session_id,
+            trace=trace,
+            correlation_id=state.correlation_id,
+            **fields,  # type: ignore[arg-type]
         )
-

@@ -15,7 +15,7 @@ def check_model_file(path_text: str) -> Path:
     if not path_text.strip():
         raise ModelNotConfiguredError(
             "No model is configured.",
-            "Set model.path to a .gguf file (see `shoal models`), or set model.provider = \"openai\" with a base_url.",
+            'Set model.path to a .gguf file (see `shoal models`), or set model.provider = "openai" with a base_url.',
         )
     path = expand(path_text.strip())
     if not path.exists():

@@ -129,7 +129,9 @@ class LlamaCppProvider(Provider):
             cancel.set()
             await asyncio.shield(worker)
 
-    def _request(self, messages: list[ChatMessage], tools: list[ToolSpec], options: GenerationOptions) -> dict[str, Any]:
+    def _request(
+        self, messages: list[ChatMessage], tools: list[ToolSpec], options: GenerationOptions
+    ) -> dict[str, Any]:
         request: dict[str, Any] = {
             "messages": [m.to_openai() for m in messages],
             "stream": True,
@@ -144,7 +146,11 @@ class LlamaCppProvider(Provider):
         return request
 
     def _generate(
-        self, request: dict[str, Any], cancel: threading.Event, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]
+        self,
+        request: dict[str, Any],
+        cancel: threading.Event,
+        loop: asyncio.AbstractEventLoop,
+        queue: asyncio.Queue[Any],
     ) -> None:
         """Worker thread: pull chunks from llama.cpp and post them to the loop."""
 

@@ -126,7 +126,9 @@ class OpenAIProvider(Provider):
                         for call in delta.tool_calls or []:
                             saw_calls = True
                             fn = call.function
-                            yield ToolCallDelta(call.index, call.id, fn.name if fn else None, (fn.arguments or "") if fn else "")
+                            yield ToolCallDelta(
+                                call.index, call.id, fn.name if fn else None, (fn.arguments or "") if fn else ""
+                            )
                         if delta.content:
                             pieces += 1
                             if parser is None:
@@ -174,7 +176,9 @@ class OpenAIProvider(Provider):
                 "Check model.name against `shoal models`, and that base_url ends in /v1.",
             )
         lowered = text.lower()
-        if isinstance(exc, openai.BadRequestError) and ("context" in lowered or "too long" in lowered or "exceed" in lowered):
+        if isinstance(exc, openai.BadRequestError) and (
+            "context" in lowered or "too long" in lowered or "exceed" in lowered
+        ):
             return ContextOverflowError(
                 f"The conversation is longer than {self.model}'s context window: {text}",
                 "Start a new session, shorten the message, or lower model.max_tokens.",

@@ -60,7 +60,9 @@ class ScriptedProvider(Provider):
             yield chunk
         if not any(isinstance(c, Usage) for c in chunks):
             reason = "tool_calls" if any(isinstance(c, ToolCallDelta) for c in chunks) else "stop"
-            yield Usage(input_tokens=sum(len(m.content) for m in messages) // 4, output_tokens=produced, finish_reason=reason)
+            yield Usage(
+                input_tokens=sum(len(m.content) for m in messages) // 4, output_tokens=produced, finish_reason=reason
+            )
 
     @staticmethod
     def _chunks(step: Step, messages: list[ChatMessage]) -> list[Chunk]:
@@ -68,4 +70,5 @@ class ScriptedProvider(Provider):
             return [TextDelta(step[i : i + 4]) for i in range(0, len(step), 4)]
         if callable(step):
             return list(step(messages))
+        assert not isinstance(step, BaseException)
         return list(step)

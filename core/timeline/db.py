@@ -65,7 +65,7 @@ def storage_error(exc: BaseException, path: Path) -> ShoalError:
 class Database:
     """Owns the SQLite connection and the thread that uses it. `start()`/`stop()` are idempotent."""
 
-    def __init__(self, path: Path, *, migrate: Callable[[sqlite3.Connection], None] | None = None) -> None:
+    def __init__(self, path: Path, *, migrate: Callable[[sqlite3.Connection], object] | None = None) -> None:
         self.path = path
         self._migrate = migrate
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -211,7 +211,5 @@ class Database:
 
     @staticmethod
     def _finish(job: _Job, result: Any, error: BaseException | None) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is gone (shutting down): nobody is waiting
             job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
-        except RuntimeError:  # the loop is gone (interpreter shutting down): nobody is waiting
-            pass

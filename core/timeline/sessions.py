@@ -93,7 +93,7 @@ class SessionStore:
             raise UserError(f"Session {session_id!r} {problem}.", "List sessions with `shoal sessions`.")
         return SessionInfo(**found[0])
 
-    async def list(self, limit: int = 100) -> list[SessionInfo]:
+    async def recent(self, limit: int = 100) -> list[SessionInfo]:
         rows = await self._query(
             "SELECT s.*, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS message_count "
             "FROM sessions s ORDER BY updated_at DESC LIMIT ?",

@@ -213,8 +213,7 @@ class Timeline:
         where = "AND session_id = ?" if session_id else ""
         params: tuple[Any, ...] = (session_id, limit) if session_id else (limit,)
         sql = (
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE parent_span_id IS NULL {where} "
-            "ORDER BY ts DESC, id DESC LIMIT ?"
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE parent_span_id IS NULL {where} ORDER BY ts DESC, id DESC LIMIT ?"
         )
 
         def query(conn: sqlite3.Connection) -> list[Event]:

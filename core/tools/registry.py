@@ -9,14 +9,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from core.errors import ToolNotFoundError
 
 
-class RiskTier(str, Enum):
+class RiskTier(StrEnum):
     """How much harm a call can do; decides approval."""
 
     READ = "read"  # looks, never changes anything
@@ -24,7 +24,7 @@ class RiskTier(str, Enum):
     HIGH = "high"  # runs programs or reaches outside: always needs approval unless policy allows
 
 
-class ApprovalDecision(str, Enum):
+class ApprovalDecision(StrEnum):
     APPROVE_ONCE = "approve_once"
     APPROVE_SESSION = "approve_session"  # approve this tool for the rest of the session
     DENY = "deny"

@@ -12,12 +12,11 @@ from typing import Any
 # Must precede the first import of llama_cpp (OpenMP reads it once): spin-waiting threads starve each other.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
+import llama_cpp
 import pytest
 
 from tests.fixtures.gguf_models import CHAT_TEMPLATE, EOS_TOKEN, write_random_model, write_scripted_model
 from tests.fixtures.llama_server import LlamaServer
-
-import llama_cpp  # noqa: E402 - a missing llama_cpp must fail loudly: run `make install`
 
 pytestmark = pytest.mark.slow
 

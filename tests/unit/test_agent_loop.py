@@ -221,13 +221,17 @@ async def test_empty_message_is_refused_before_anything_is_written() -> None:
             async for _ in turn:
                 pass
             raise AssertionError("expected a UserError")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             assert "empty" in str(exc)
         assert await core.timeline.events(session_id=session.id) == []
 
 
 async def test_tool_call_text_arguments_round_trip_as_json() -> None:
-    steps = [[tool_call("remember", {"text": "likes tea", "tags": ["drink"]})], [tool_call("recall", {"query": "tea"})], "tea"]
+    steps = [
+        [tool_call("remember", {"text": "likes tea", "tags": ["drink"]})],
+        [tool_call("recall", {"query": "tea"})],
+        "tea",
+    ]
     async with scripted_core(steps) as (core, provider):
         session = await core.new_session()
         events = await run_turn(core, session.id, "remember I like tea, then check")

@@ -37,7 +37,12 @@ def test_starting_the_cli_imports_no_heavy_library() -> None:
 
 def test_config_show_reports_values_and_their_sources(monkeypatch: pytest.MonkeyPatch) -> None:
     result = shoal(
-        "--max-tokens", "77", "config", "show", "--json", env={"SHOAL_MODEL__N_CTX": "2048", "SHOAL_API_KEY": "sk-secret-value-9876"}
+        "--max-tokens",
+        "77",
+        "config",
+        "show",
+        "--json",
+        env={"SHOAL_MODEL__N_CTX": "2048", "SHOAL_API_KEY": "sk-secret-value-9876"},
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)["settings"]

@@ -39,4 +39,4 @@ def test_never_starts_with_an_orphan_tool_result() -> None:
 def test_a_single_message_too_big_is_a_clear_error() -> None:
     with pytest.raises(ContextOverflowError) as info:
         fit_history(SYSTEM, [ChatMessage("user", "z" * 20_000)], 1024, 256)
-    assert "context window of 1024" in info.value.message and "n_ctx" in info.value.fix
+    assert "context window of 1024 tokens" in info.value.message and "n_ctx" in info.value.fix

@@ -29,7 +29,7 @@ def test_defaults_when_nothing_is_set(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_precedence_file_then_env_then_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = write_config(
-        tmp_path / "c.toml", '[model]\nn_ctx = 2048\nmax_tokens = 100\ntemperature = 0.1\n[agent]\nmax_iterations = 3\n'
+        tmp_path / "c.toml", "[model]\nn_ctx = 2048\nmax_tokens = 100\ntemperature = 0.1\n[agent]\nmax_iterations = 3\n"
     )
     monkeypatch.setenv("SHOAL_MODEL__MAX_TOKENS", "200")
     monkeypatch.setenv("SHOAL_MODEL__TEMPERATURE", "0.2")

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from core.errors import StorageError
+from core.providers.base import ChatMessage
 from core.timeline.db import Database
 from core.timeline.ids import TraceContext
 from core.timeline.migrations import MIGRATIONS, applied, migrate
 from core.timeline.sessions import SessionStore
 from core.timeline.store import Timeline
-from core.providers.base import ChatMessage
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ async def test_session_search_and_prefix_lookup(db: Database) -> None:
     store = SessionStore(db)
     one = await store.create(title="Boats")
     await store.append(one.id, ChatMessage("user", "Where do seagulls nest?"))
-    await store.append(one.id, ChatMessage("assistant", "On cliffs; punctuation: \"quotes\" (and) AND OR * are fine"))
+    await store.append(one.id, ChatMessage("assistant", 'On cliffs; punctuation: "quotes" (and) AND OR * are fine'))
     hits = await store.search("seagulls")
     assert [(h.session_id, h.seq) for h in hits] == [(one.id, 1)]
     assert await store.search('"quotes" (and) AND') != []
