@@ -184,8 +184,9 @@ class AgentCore:
     def tool_specs(self) -> list[ToolSpec]:
         return self.registry.specs(enabled_only=False)
 
-    def mcp_status(self) -> dict[str, Any]:
-        return self._mcp.status() if self._mcp is not None else {}
+    def mcp_status(self) -> list[Any]:
+        """One `McpServerStatus` per configured server (connected, failed, stopped, disabled)."""
+        return self._mcp.status() if self._mcp is not None else []
 
     def mcp_errors(self) -> dict[str, ShoalError]:
         return dict(self._mcp.errors) if self._mcp is not None else {}

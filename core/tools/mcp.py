@@ -9,9 +9,12 @@ Results and tool listings are read as wire-format dicts (`model_dump(by_alias=Tr
 spec), which keeps this module independent of the SDK's Python attribute names (they changed in mcp 2.x).
 
 Risk tier from the server's tool annotations (hints from the server; configuring a server means trusting them):
-  readOnlyHint true                           → READ
-  destructiveHint false and idempotentHint true → WRITE
-  anything else (destructive, or not stated)  → HIGH (the MCP spec's defaults assume a destructive tool)
+  readOnlyHint true                              → READ
+  destructiveHint false and idempotentHint true  → WRITE
+  anything else (destructive, or not stated)     → HIGH (the MCP spec's defaults assume a destructive tool)
+
+Tool names are the server's own unless two servers (or a built-in) share one; then every MCP copy is registered as
+`<server>__<tool>`, so which name a tool gets never depends on start-up order.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import shlex
 import tempfile
@@ -61,6 +63,12 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as seen, so one nobody awaits any more is not logged as "never retrieved"."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _content_text(block: dict[str, Any]) -> str:
     """One content block as text; non-text blocks are described, since the model cannot see them."""
     kind = block.get("type")
@@ -76,21 +84,21 @@ def _content_text(block: dict[str, Any]) -> str:
     return f"[{kind} content, not shown]"
 
 
+@dataclass(frozen=True)
+class McpTimeouts:
+    """Seconds. `stop` must exceed the SDK's own shutdown (~4 s to SIGKILL a server that ignores stdin closing)."""
+
+    start: float = 30.0  # spawn + initialize + tools/list
+    stop: float = 10.0
+    call: float | None = None  # None: the tool executor's own timeout applies
+
+
 class McpServerConnection:
     """One stdio MCP server: spawn, initialize and list tools on `start()`, shut down on `stop()`."""
 
-    def __init__(
-        self,
-        settings: McpServerSettings,
-        *,
-        start_timeout: float = 30.0,
-        stop_timeout: float = 10.0,
-        call_timeout: float | None = None,
-    ) -> None:
+    def __init__(self, settings: McpServerSettings, timeouts: McpTimeouts | None = None) -> None:
         self.settings = settings
-        self.start_timeout = start_timeout
-        self.stop_timeout = stop_timeout  # the SDK needs ~4 s to SIGKILL a server that ignores stdin closing
-        self.call_timeout = call_timeout
+        self.timeouts = timeouts or McpTimeouts()
         self.state: State = "stopped"
         self.error: ShoalError | None = None
         self._tools: list[dict[str, Any]] = []
@@ -116,13 +124,14 @@ class McpServerConnection:
                 return
             self.state, self.error = "starting", None
             self._stop_requested = asyncio.Event()
-            # The server's stderr, quoted in error messages; closed in _join, so no `with`.
-            self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+            # The server's stderr, quoted in error messages; closed in _join, so no `with`. Append mode (O_APPEND)
+            # keeps the server's writes at the end whatever offset stderr_tail() leaves behind.
+            self._stderr = tempfile.TemporaryFile("a+", encoding="utf-8", errors="replace")  # noqa: SIM115
             ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            ready.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if start() gave up
+            ready.add_done_callback(_retrieved)  # even if start() gave up waiting
             self._task = asyncio.create_task(self._own(ready), name=f"mcp:{self.name}")
-            try:  # the owner enforces start_timeout itself; this outer bound only guards against a stuck shutdown
-                await asyncio.wait_for(asyncio.shield(ready), self.start_timeout + self.stop_timeout)
+            try:  # the owner enforces timeouts.start itself; this outer bound only guards against a stuck shutdown
+                await asyncio.wait_for(asyncio.shield(ready), self.timeouts.start + self.timeouts.stop)
             except asyncio.CancelledError:
                 self._stop_requested.set()
                 self.state = "stopped"
@@ -135,7 +144,7 @@ class McpServerConnection:
             self.state = "connected"
 
     async def stop(self) -> None:
-        """Shut the server down; bounded by `stop_timeout` and safe to call any number of times."""
+        """Shut the server down; bounded by `timeouts.stop` and safe to call any number of times."""
         async with self._lock:
             self._stop_requested.set()
             await self._join()
@@ -148,10 +157,10 @@ class McpServerConnection:
         task, self._task = self._task, None
         if task is not None and not task.done():
             try:
-                await asyncio.wait_for(asyncio.shield(task), self.stop_timeout)
+                await asyncio.wait_for(asyncio.shield(task), self.timeouts.stop)
             except TimeoutError:
                 log.warning(
-                    "MCP server %r did not shut down within %.0f s; abandoning it", self.name, self.stop_timeout
+                    "MCP server %r did not shut down within %.0f s; abandoning it", self.name, self.timeouts.stop
                 )
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -173,14 +182,16 @@ class McpServerConnection:
                 stdio_client(params, errlog=self._stderr) as (read, write),
                 ClientSession(read, write) as session,
             ):
-                with anyio.fail_after(self.start_timeout):
+                with anyio.fail_after(self.timeouts.start):
                     await session.initialize()
                     self._tools = await self._list_tools(session)
                 self._session = session
                 ready.set_result(None)
                 await self._stop_requested.wait()
         except BaseException as exc:
-            if not ready.done():
+            if not ready.done() and isinstance(exc, asyncio.CancelledError):
+                ready.cancel()
+            elif not ready.done():
                 ready.set_exception(exc)  # start() reports it
             elif not isinstance(exc, asyncio.CancelledError):
                 log.warning("MCP server %r ended with %r", self.name, _leaf(exc))
@@ -205,57 +216,52 @@ class McpServerConnection:
         return tools
 
     def stderr_tail(self, limit: int = 2000) -> str:
-        """The end of what the server wrote to stderr (empty once stopped); read without moving its file offset."""
+        """The end of what the server wrote to stderr (empty once stopped), for error messages and diagnostics."""
         if self._stderr is None:
             return ""
-        fd = self._stderr.fileno()
-        end = os.fstat(fd).st_size
-        os.lseek(fd, max(0, end - limit), os.SEEK_SET)
-        data = os.read(fd, limit)
-        os.lseek(fd, 0, os.SEEK_END)
-        return data.decode("utf-8", "replace").strip()
+        self._stderr.seek(0)  # safe while the server writes: the file is in append mode
+        return str(self._stderr.read()[-limit:]).strip()
 
     def _explain(self, exc: BaseException) -> ShoalError:
         """Turn a startup failure into what happened and what to do, naming the setting to fix."""
-        s, where = self.settings, f"mcp_servers[name={self.name!r}]"
-        command = shlex.join([s.command, *s.args])
         if isinstance(exc, ShoalError):
             return exc
+        s, head, where = self.settings, f"MCP server {self.name!r}", f"mcp_servers[name={self.name!r}]"
+        by_hand = f"Run `{shlex.join([s.command, *s.args])}` by hand"
         if isinstance(exc, ImportError):
-            return ConfigError(f"The MCP SDK cannot be loaded: {exc}", f"Reinstall Shoal's dependencies ({_PIN}).")
-        if isinstance(exc, FileNotFoundError):
-            bad_cwd = bool(s.cwd) and not paths.expand(s.cwd).is_dir()
-            what, field, value = ("working directory", "cwd", s.cwd) if bad_cwd else ("command", "command", s.command)
-            return ConfigError(
-                f"MCP server {self.name!r} could not start: {what} {value!r} not found.",
-                f"Check {where}.{field}; install it or give the full path.",
-            )
-        if isinstance(exc, PermissionError):
-            return ConfigError(
-                f"MCP server {self.name!r} could not start: {s.command!r} is not executable.",
-                f"Check {where}.command and the file's permissions.",
-            )
-        if isinstance(exc, TimeoutError):
-            return ConfigError(
-                f"MCP server {self.name!r} did not finish starting within {self.start_timeout:.0f} s.",
-                f"Run `{command}` by hand: it must speak MCP over stdio. Check {where}.args.",
-            )
-        last = self.stderr_tail().splitlines()[-1:] or [f"{type(exc).__name__}: {exc}"]
-        return ConfigError(
-            f"MCP server {self.name!r} failed during startup: {last[0]}",
-            f"Run `{command}` by hand to see why, then fix {where}.",
-        )
+            msg, fix = f"The MCP SDK cannot be loaded: {exc}", f"Reinstall Shoal's dependencies ({_PIN})."
+        elif isinstance(exc, FileNotFoundError) and s.cwd and not paths.expand(s.cwd).is_dir():
+            msg, fix = f"{head} could not start: working directory {s.cwd!r} not found.", f"Check {where}.cwd."
+        elif isinstance(exc, FileNotFoundError):
+            msg = f"{head} could not start: command {s.command!r} not found."
+            fix = f"Check {where}.command; install it or give the full path."
+        elif isinstance(exc, PermissionError):
+            msg, fix = f"{head} could not start: {s.command!r} is not executable.", f"Check {where}.command."
+        elif isinstance(exc, TimeoutError):
+            msg = f"{head} did not finish starting within {self.timeouts.start:.0f} s."
+            fix = f"{by_hand}: it must speak MCP over stdio. Check {where}.args."
+        else:
+            last = self.stderr_tail().splitlines()[-1:] or [f"{type(exc).__name__}: {exc}"]
+            msg, fix = f"{head} failed during startup: {last[0]}", f"{by_hand} to see why, then fix {where}."
+        return ConfigError(msg, fix)
 
     async def call(self, name: str, args: dict[str, Any]) -> ToolOutput:
-        """Call one remote tool; an `isError` result or a lost connection raises ToolError."""
-        session = self._session
-        if session is None:
+        """Call one remote tool; an `isError` result, a timeout or a lost or stopped server raises ToolError."""
+        session, owner = self._session, self._task
+        if session is None or owner is None:
             raise ToolError(f"MCP server {self.name!r} is not connected.", "Restart Shoal or check `shoal doctor`.")
+        # Raced against the owner task: mcp 1.x leaves in-flight requests waiting forever once the session closes.
+        request = asyncio.ensure_future(session.call_tool(name, args))
+        request.add_done_callback(_retrieved)
         try:
-            async with asyncio.timeout(self.call_timeout):
-                result = await session.call_tool(name, args)
-        except TimeoutError as exc:
-            raise ToolError(f"MCP tool {name!r} on {self.name!r} took longer than {self.call_timeout} s.") from exc
+            done, _ = await asyncio.wait({request, owner}, timeout=self.timeouts.call, return_when="FIRST_COMPLETED")
+        finally:
+            request.cancel()  # no-op once done; otherwise we timed out, the server stopped, or our caller gave up
+        if request not in done:
+            why = "stopped" if owner in done else f"did not answer within {self.timeouts.call} s"
+            raise ToolError(f"MCP server {self.name!r} {why} while running {name!r}.", "Retry, or restart Shoal.")
+        try:
+            result = request.result()
         except Exception as exc:
             cause = _leaf(exc)
             raise ToolError(
@@ -269,9 +275,8 @@ class McpServerConnection:
         structured = wire.get("structuredContent")
         if not text and structured is not None:
             text = json.dumps(structured, ensure_ascii=False)
-        return ToolOutput(
-            text=text or "(no output)", data={"server": self.name, "tool": name, "structured": structured}
-        )
+        data = {"server": self.name, "tool": name, "structured": structured}
+        return ToolOutput(text=text or "(no output)", data=data)
 
 
 class McpTool(Tool):
@@ -298,6 +303,8 @@ class McpTool(Tool):
 
 @dataclass(frozen=True)
 class McpServerStatus:
+    """What `shoal doctor` and the UI show per server."""
+
     name: str
     state: State
     tool_count: int
@@ -308,13 +315,7 @@ class McpManager:
     """All configured servers: connects them concurrently, registers their tools, and isolates failures."""
 
     def __init__(
-        self,
-        servers: Sequence[McpServerSettings],
-        registry: ToolRegistry,
-        *,
-        start_timeout: float = 30.0,
-        stop_timeout: float = 10.0,
-        call_timeout: float | None = None,
+        self, servers: Sequence[McpServerSettings], registry: ToolRegistry, timeouts: McpTimeouts | None = None
     ) -> None:
         self.registry = registry
         self.connections: dict[str, McpServerConnection] = {}
@@ -327,8 +328,7 @@ class McpManager:
                     "Give each entry of mcp_servers a unique name.",
                 )
             elif s.enabled:
-                timeouts = {"start_timeout": start_timeout, "stop_timeout": stop_timeout, "call_timeout": call_timeout}
-                self.connections[s.name] = McpServerConnection(s, **timeouts)
+                self.connections[s.name] = McpServerConnection(s, timeouts)
             else:
                 self._disabled.append(s.name)
         self.errors: dict[str, ShoalError] = dict(self._config_errors)
