@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core import events as ev
-from core.errors import EndpointUnreachableError
+from core.errors import AuthenticationError, EndpointUnreachableError
 from core.providers.base import ChatMessage, GenerationOptions, TextDelta, Usage
 from core.providers.openai_compat import OpenAIProvider
 from tests.fixtures.cores import core_with, run_turn
@@ -57,3 +57,18 @@ async def test_server_going_away_is_a_network_error(plain_model) -> None:  # typ
     finally:
         await provider.stop()
     assert base_url in info.value.message and "Start the server" in info.value.fix
+
+
+async def test_a_server_that_wants_a_key_refuses_a_wrong_one(plain_model) -> None:  # type: ignore[no-untyped-def]
+    with LlamaServer(plain_model, n_ctx=2048, extra_args=["--api_key", "right-key-1234"]) as server:
+        wrong = OpenAIProvider(server.base_url, "plain", "wrong-key-9999")
+        right = OpenAIProvider(server.base_url, "plain", "right-key-1234")
+        try:
+            with pytest.raises(AuthenticationError) as info:
+                [c async for c in wrong.stream([ChatMessage("user", "hi")], [], GREEDY)]
+            chunks = [c async for c in right.stream([ChatMessage("user", "hi")], [], GREEDY)]
+        finally:
+            await wrong.stop()
+            await right.stop()
+    assert "set-key" in info.value.fix and "wrong-key" not in info.value.message
+    assert "".join(c.text for c in chunks if isinstance(c, TextDelta)) == PLAIN_REPLY
