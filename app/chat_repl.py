@@ -24,6 +24,8 @@ async def _read_line(prompt: str) -> str | None:
 
 async def repl(loaded: LoadedSettings, session: str | None, approve: ApprovalCallback, verbose: bool) -> None:
     async with build_core(loaded, approve) as core:
+        with render.err.status(f"Loading {core.provider.model_id}…"):
+            await core.load_model()  # a missing or broken model is reported now, not after the first question
         info = await core.sessions.get(session) if session else await core.new_session()
         render.err.print(f"[bold]Shoal[/bold] · {core.provider.model_id} · session {info.id[-8:]}  [dim]{HELP}[/dim]")
         if session:

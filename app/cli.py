@@ -107,7 +107,7 @@ def agent(obj: Context, message: str, session: str | None, yes: bool) -> None:
 
     async def main() -> int:
         async with build_core(obj.settings(), approval_prompt(yes)) as core:
-            info = await core.sessions.get(session) if session else await core.new_session(text[:60])
+            info = await core.sessions.get(session) if session else await core.new_session()
             final = await _run_turn(core, info.id, text, render.TurnPrinter(verbose=obj.verbose))
             if obj.verbose:
                 render.err.print(f"[dim]session {info.id}[/dim]")
@@ -131,9 +131,13 @@ def _exit_code(final: ev.AgentEvent | None) -> int:
 @click.pass_obj
 def chat(obj: Context, session: str | None) -> None:
     """An interactive chat in the terminal. Ctrl+C stops an answer; Ctrl+D (or /quit) leaves."""
+    from app import first_run
     from app.chat_repl import repl
 
-    run_async(repl(obj.settings(), session, approval_prompt(False), obj.verbose))
+    loaded = obj.settings()
+    if first_run.needs_model(loaded.settings) and sys.stdin.isatty() and first_run.pick_model(loaded):
+        loaded = obj.settings()
+    run_async(repl(loaded, session, approval_prompt(False), obj.verbose))
 
 
 def main() -> None:

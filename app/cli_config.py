@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
-import tomllib
-from pathlib import Path
-from typing import Any
 
 import click
 from rich.table import Table
 
 from app import render
 from app.cli import Context, cli, run_async
+from core import config_file
 from core.errors import ConfigError
 from core.secrets import delete_api_key, get_api_key, set_api_key
-from core.settings import Settings, flatten, load_settings
+from core.settings import flatten, load_settings
 
 
 @cli.group()
@@ -62,54 +58,20 @@ def config_path(obj: Context) -> None:
     click.echo(obj.settings().config_file)
 
 
-def _parse_value(raw: str) -> Any:
-    """TOML-typed value: numbers, booleans, arrays; anything else is a string."""
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw
-
-
-def _write_toml_atomically(path: Path, data: dict[str, Any]) -> None:
-    import tomli_w
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config-", suffix=".toml")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            tomli_w.dump(data, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @config.command("set")
 @click.argument("key")
 @click.argument("value")
 @click.pass_obj
 def config_set(obj: Context, key: str, value: str) -> None:
     """Set KEY (dotted, e.g. model.path) to VALUE in config.toml, after validating it."""
-    if "key" in key.split(".")[-1] and "key_name" not in key:
-        raise click.UsageError("Secrets never go in the config file: use `shoal config set-key`.")
     path = obj.settings().config_file
-    data = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    section, _, leaf = key.rpartition(".")
-    target = data
-    for part in filter(None, section.split(".")):
-        target = target.setdefault(part, {})
-    target[leaf] = _parse_value(value)
     try:
-        Settings(**data)
-    except Exception as exc:  # validation error: nothing is written
-        raise click.ClickException(f"Not saved: {exc}") from exc
-    _write_toml_atomically(path, data)
-    try:
-        load_settings(path, {})
+        stored = config_file.set_value(path, key, config_file.parse_value(value))
+        load_settings(path, {})  # the file as a whole still loads
     except ConfigError as exc:
         render.print_error(exc.to_dict())
         sys.exit(exc.exit_code)
-    click.echo(f"{key} = {target[leaf]!r}  ({path})")
+    click.echo(f"{key} = {stored!r}  ({path})")
 
 
 @config.command("set-key")

@@ -52,7 +52,10 @@ class TurnPrinter:
             if event.status == "cancelled":
                 err.print("[yellow]■ stopped[/yellow]")
             elif event.status == "max_iterations":
-                err.print(f"[red]Stopped after {event.iterations} model calls without a final answer.[/red]")
+                err.print(
+                    f"[red]Stopped after {event.iterations} model calls without a final answer.[/red] "
+                    "[cyan]→ Raise agent.max_iterations, or ask for a smaller step.[/cyan]"
+                )
         elif isinstance(event, ev.TurnFailed):
             print_error(event.error)
 

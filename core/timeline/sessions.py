@@ -13,6 +13,9 @@ from core.timeline.db import Database
 from core.timeline.ids import new_id, now_iso
 from core.timeline.store import Event
 
+DEFAULT_TITLE = "New chat"
+TITLE_CHARS = 60
+
 
 @dataclass(frozen=True)
 class SessionInfo:
@@ -56,6 +59,9 @@ def insert_message(conn: sqlite3.Connection, session_id: str, message: ChatMessa
         ),
     )
     conn.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
+    if message.role == "user":  # an untitled session takes its first question as title
+        title = " ".join(message.content.split())[:TITLE_CHARS]
+        conn.execute("UPDATE sessions SET title = ? WHERE id = ? AND title = ?", (title, session_id, DEFAULT_TITLE))
     return int(seq[0])
 
 
@@ -71,7 +77,7 @@ class SessionStore:
 
     async def create(self, *, title: str = "", model: str = "", system_prompt: str = "") -> SessionInfo:
         now = now_iso()
-        info = SessionInfo(new_id(), title or "New chat", now, now, model, system_prompt)
+        info = SessionInfo(new_id(), title or DEFAULT_TITLE, now, now, model, system_prompt)
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(

@@ -238,3 +238,14 @@ async def test_tool_call_text_arguments_round_trip_as_json() -> None:
         outputs = [e.output for e in events if isinstance(e, ev.ToolCallFinished)]
         assert outputs[0].startswith("Remembered") and "likes tea" in outputs[1]
         assert json.loads(provider.calls[1][-2].tool_calls[0].arguments)["tags"] == ["drink"]
+
+
+async def test_an_untitled_session_is_named_after_its_first_question() -> None:
+    async with scripted_core(["a", "b", "c"]) as (core, _):
+        session = await core.new_session()
+        await run_turn(core, session.id, "  Where do   puffins nest?  ")
+        await run_turn(core, session.id, "And gannets?")
+        assert (await core.sessions.get(session.id)).title == "Where do puffins nest?"
+        named = await core.new_session("Birds")
+        await run_turn(core, named.id, "x")  # an explicit title is kept
+        assert (await core.sessions.get(named.id)).title == "Birds"
