@@ -118,6 +118,22 @@ class GenerationOptions:
     seed: int | None = None
 
 
+def chat_request(messages: list[ChatMessage], tools: list[ToolSpec], options: GenerationOptions) -> dict[str, Any]:
+    """The OpenAI-shaped streaming chat request that both llama-cpp-python and OpenAI endpoints accept."""
+    request: dict[str, Any] = {
+        "messages": [m.to_openai() for m in messages],
+        "stream": True,
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        "max_tokens": options.max_tokens,
+    }
+    if options.seed is not None:
+        request["seed"] = options.seed
+    if tools:
+        request["tools"] = [t.to_openai() for t in tools]
+    return request
+
+
 class Provider(abc.ABC):
     """A model backend. `start()` prepares it (load weights, check endpoint); `stop()` releases it."""
 

@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ContextOverflowError, ModelFileError, ProviderError, ShoalError
-from core.providers.base import ChatMessage, Chunk, GenerationOptions, Provider, TextDelta, ToolCallDelta, Usage
+from core.providers.base import (
+    ChatMessage,
+    Chunk,
+    GenerationOptions,
+    Provider,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    chat_request,
+)
 from core.providers.gguf_file import check_model_file
 from core.providers.tool_text import ToolTagParser
 from core.tools.registry import ToolSpec
@@ -103,7 +112,7 @@ class LlamaCppProvider(Provider):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
-        request = self._request(messages, tools, options)
+        request = chat_request(messages, tools, options)
         worker = loop.run_in_executor(None, self._generate, request, cancel, loop, queue)
         parser = ToolTagParser() if self._parse_tool_tags else None
         try:
@@ -128,22 +137,6 @@ class LlamaCppProvider(Provider):
         finally:
             cancel.set()
             await asyncio.shield(worker)
-
-    def _request(
-        self, messages: list[ChatMessage], tools: list[ToolSpec], options: GenerationOptions
-    ) -> dict[str, Any]:
-        request: dict[str, Any] = {
-            "messages": [m.to_openai() for m in messages],
-            "stream": True,
-            "temperature": options.temperature,
-            "top_p": options.top_p,
-            "max_tokens": options.max_tokens,
-        }
-        if options.seed is not None:
-            request["seed"] = options.seed
-        if tools:
-            request["tools"] = [t.to_openai() for t in tools]
-        return request
 
     def _generate(
         self,

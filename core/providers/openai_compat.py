@@ -23,6 +23,7 @@ from core.providers.base import (
     TextDelta,
     ToolCallDelta,
     Usage,
+    chat_request,
     estimate_tokens,
 )
 from core.providers.tool_text import ToolTagParser
@@ -91,19 +92,8 @@ class OpenAIProvider(Provider):
         self, messages: list[ChatMessage], tools: list[ToolSpec], options: GenerationOptions
     ) -> AsyncIterator[Chunk]:
         await self.start()
-        request: dict[str, Any] = {
-            "model": self.model,
-            "messages": [m.to_openai() for m in messages],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "temperature": options.temperature,
-            "top_p": options.top_p,
-            "max_tokens": options.max_tokens,
-        }
-        if options.seed is not None:
-            request["seed"] = options.seed
-        if tools:
-            request["tools"] = [t.to_openai() for t in tools]
+        request = {"model": self.model, **chat_request(messages, tools, options)}
+        request["stream_options"] = {"include_usage": True}
         try:
             response = await self._client.chat.completions.create(**request)
         except Exception as exc:
