@@ -73,6 +73,8 @@ def approval_prompt(auto_yes: bool) -> ApprovalCallback:
                 f"Re-run with --yes or add it to tools.auto_approve.[/yellow]"
             )
             return ApprovalDecision.DENY
+        for _ in range(3):  # let the printer show the events queued before this question
+            await asyncio.sleep(0)
         render.err.print(f"\n[bold yellow]Approve {request.risk.value}-risk tool {request.tool}?[/bold yellow]")
         render.err.print(f"  {request.summary}")
         answer = await asyncio.to_thread(input, "  [y]es once / [a]lways this session / [N]o: ")
@@ -86,7 +88,7 @@ def approval_prompt(auto_yes: bool) -> ApprovalCallback:
     return approve
 
 
-async def _run_turn(core: Any, session_id: str, text: str, printer: render.TurnPrinter) -> ev.AgentEvent | None:
+async def _run_turn(core: Any, session_id: str, text: str, printer: render.Printer) -> ev.AgentEvent | None:
     turn = core.send(session_id, text)
     try:
         async for event in turn:
@@ -100,15 +102,17 @@ async def _run_turn(core: Any, session_id: str, text: str, printer: render.TurnP
 @click.option("-m", "--message", required=True, help="the message to send ('-' reads stdin)")
 @click.option("-s", "--session", help="continue this session (id or unique prefix)")
 @click.option("-y", "--yes", is_flag=True, help="approve high-risk tool calls without asking")
+@click.option("--json", "as_json", is_flag=True, help="print every event as one JSON object per line")
 @click.pass_obj
-def agent(obj: Context, message: str, session: str | None, yes: bool) -> None:
+def agent(obj: Context, message: str, session: str | None, yes: bool, as_json: bool) -> None:
     """Send one message, stream the answer to stdout, exit non-zero on failure."""
     text = sys.stdin.read() if message == "-" else message
 
     async def main() -> int:
         async with build_core(obj.settings(), approval_prompt(yes)) as core:
             info = await core.sessions.get(session) if session else await core.new_session()
-            final = await _run_turn(core, info.id, text, render.TurnPrinter(verbose=obj.verbose))
+            printer = render.JsonPrinter() if as_json else render.TurnPrinter(verbose=obj.verbose)
+            final = await _run_turn(core, info.id, text, printer)
             if obj.verbose:
                 render.err.print(f"[dim]session {info.id}[/dim]")
             return _exit_code(final)

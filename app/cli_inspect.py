@@ -72,7 +72,8 @@ def sessions(obj: Context, limit: int) -> None:
     async def main() -> None:
         async with build_core(obj.settings()) as core:
             for s in await core.sessions.recent(limit):
-                out.print(f"{s.id}  {s.updated_at[:16]}  {s.message_count:4d} msgs  {s.title}")
+                tokens = f"{s.input_tokens + s.output_tokens:7d} tok"
+                out.print(f"{s.id}  {s.updated_at[:16]}  {s.message_count:4d} msgs {tokens}  {s.title}")
 
     run_async(main())
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from rich.console import Console
 from rich.tree import Tree
@@ -18,6 +19,25 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def short(text: str, limit: int = 120) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Printer(Protocol):
+    def handle(self, event: ev.AgentEvent) -> None: ...
+    def close(self) -> None: ...
+
+
+class JsonPrinter:
+    """One JSON object per event on stdout, for scripts: {"event": "AssistantDelta", ...fields}."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+
+    def handle(self, event: ev.AgentEvent) -> None:
+        self.out.write(json.dumps({"event": type(event).__name__, **dataclasses.asdict(event)}, default=str) + "\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.flush()
 
 
 class TurnPrinter:

@@ -26,6 +26,8 @@ class SessionInfo:
     model: str
     system_prompt: str
     message_count: int = 0
+    input_tokens: int = 0  # summed over the session's model calls
+    output_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,13 @@ def _fts_query(text: str) -> str:
     return " ".join(f'"{w}"' for w in words if w)
 
 
+_SESSION_SELECT = (
+    "SELECT s.*, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS message_count, "
+    "(SELECT COALESCE(SUM(input_tokens), 0) FROM events e WHERE e.session_id = s.id) AS input_tokens, "
+    "(SELECT COALESCE(SUM(output_tokens), 0) FROM events e WHERE e.session_id = s.id) AS output_tokens "
+)
+
+
 class SessionStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -90,8 +99,7 @@ class SessionStore:
 
     async def get(self, session_id: str) -> SessionInfo:
         found = await self._query(
-            "SELECT s.*, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS message_count "
-            "FROM sessions s WHERE s.id = ? OR s.id LIKE ? ORDER BY s.id LIMIT 2",
+            _SESSION_SELECT + "FROM sessions s WHERE s.id = ? OR s.id LIKE ? ORDER BY s.id LIMIT 2",
             (session_id, f"{session_id}%"),
         )
         if len(found) != 1:
@@ -101,8 +109,7 @@ class SessionStore:
 
     async def recent(self, limit: int = 100) -> list[SessionInfo]:
         rows = await self._query(
-            "SELECT s.*, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS message_count "
-            "FROM sessions s ORDER BY updated_at DESC LIMIT ?",
+            _SESSION_SELECT + "FROM sessions s ORDER BY updated_at DESC LIMIT ?",
             (limit,),
         )
         return [SessionInfo(**r) for r in rows]

@@ -95,3 +95,13 @@ def test_shell_needs_approval_denied_without_a_terminal_allowed_with_yes(tmp_pat
     allowed = shoal("--model", str(model), "agent", "--yes", "-m", "make a file", env=env)
     assert "approved by --yes" in allowed.stderr
     assert (workspace / "approved.txt").exists()
+
+
+def test_agent_json_prints_one_event_per_line(plain_model: Path) -> None:
+    result = shoal("--model", str(plain_model), "agent", "--json", "-m", "hello")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[0]["event"] == "TurnStarted" and events[-1]["event"] == "TurnFinished"
+    assert "".join(e["text"] for e in events if e["event"] == "AssistantDelta") == PLAIN_REPLY
+    finished = next(e for e in events if e["event"] == "LlmCallFinished")
+    assert finished["output_tokens"] == len(PLAIN_REPLY) and finished["event_id"]

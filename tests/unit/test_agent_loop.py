@@ -249,3 +249,13 @@ async def test_an_untitled_session_is_named_after_its_first_question() -> None:
         named = await core.new_session("Birds")
         await run_turn(core, named.id, "x")  # an explicit title is kept
         assert (await core.sessions.get(named.id)).title == "Birds"
+
+
+async def test_sessions_sum_their_tokens() -> None:
+    async with scripted_core([[TextDelta("a"), Usage(10, 1)], [TextDelta("b"), Usage(20, 2)]]) as (core, _):
+        session = await core.new_session()
+        await run_turn(core, session.id, "one")
+        await run_turn(core, session.id, "two")
+        info = await core.sessions.get(session.id)
+        assert (info.input_tokens, info.output_tokens, info.message_count) == (30, 3, 4)
+        assert [s.id for s in await core.sessions.recent()] == [session.id]
