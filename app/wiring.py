@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core.logs import register_secret, setup_file_logging
+from core.secrets import get_api_key
 from core.service import AgentCore
 from core.settings import LoadedSettings, load_settings
 from core.tools.registry import ApprovalCallback, deny_all
@@ -46,4 +48,8 @@ def load(config: Path | None, overrides: dict[str, Any]) -> LoadedSettings:
 
 
 def build_core(loaded: LoadedSettings, approve: ApprovalCallback = deny_all) -> AgentCore:
-    return AgentCore(loaded.settings, approve=approve)
+    settings = loaded.settings
+    setup_file_logging(settings.paths.data_path() / "logs", settings.log_level)
+    secret = get_api_key(settings.model.key_name) if settings.model.provider == "openai" else None
+    register_secret(secret.value if secret else None)
+    return AgentCore(settings, approve=approve)

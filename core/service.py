@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +28,7 @@ from core.tools.executor import ToolExecutor
 from core.tools.registry import ApprovalCallback, ToolContext, ToolRegistry, ToolSpec, deny_all
 
 DB_FILENAME = "shoal.db"
+log = logging.getLogger(__name__)
 _END = object()
 
 
@@ -120,6 +122,8 @@ class AgentCore:
 
         self._mcp = McpManager(servers, self.registry)
         await self._mcp.start()
+        for name, error in self._mcp.errors.items():
+            log.warning("MCP server %s unavailable: %s", name, error.describe())
 
     async def stop(self) -> None:
         if not self._started:

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     tools: ToolSettings = Field(default_factory=ToolSettings)
     mcp_servers: list[McpServerSettings] = Field(default_factory=list)
     paths: PathSettings = Field(default_factory=PathSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="detail of the log file (data folder/logs/shoal.log); secrets are always scrubbed"
+    )
 
     @classmethod
     def settings_customise_sources(

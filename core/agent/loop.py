@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from core.timeline.sessions import SessionStore, insert_message
 from core.timeline.store import Event, Timeline
 from core.tools.executor import ToolExecutor, ToolRun
 from core.tools.registry import ApprovalDecision, ToolContext, ToolSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,6 +90,7 @@ class Agent:
             raise
         except Exception as exc:
             error = classify(exc)
+            log.warning("turn %s failed (%s): %s", root.trace_id, error.actor.value, error.message, exc_info=exc)
             failed = await self._record(
                 state, "error", root.child(), status="error", name=type(error).__name__, payload=error.to_dict()
             )

@@ -8,8 +8,10 @@ so generation stops within one token. One model instance serves one generation a
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from core.providers.tool_text import ToolTagParser
 from core.tools.registry import ToolSpec
 
 _DONE = object()
+log = logging.getLogger(__name__)
 
 
 def default_threads() -> int:
@@ -73,7 +76,15 @@ class LlamaCppProvider(Provider):
         async with self._load_lock:
             if self._llm is None:
                 path = check_model_file(self.path_text)
+                started = time.perf_counter()
                 self._llm = await asyncio.to_thread(self._load, path)
+                log.info(
+                    "loaded %s in %.0f ms (n_ctx=%d, threads=%d)",
+                    path,
+                    (time.perf_counter() - started) * 1000,
+                    self.n_ctx,
+                    self.n_threads,
+                )
 
     def _load(self, path: Path) -> Any:
         os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # spinning OpenMP threads starve everything else
