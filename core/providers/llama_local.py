@@ -8,6 +8,7 @@ so generation stops within one token. One model instance serves one generation a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -63,6 +64,7 @@ class LlamaCppProvider(Provider):
         self._llm: Any = None
         self._load_lock = asyncio.Lock()
         self._run_lock = threading.Lock()  # llama.cpp contexts are not thread-safe
+        self._stragglers: set[asyncio.Future[None]] = set()
 
     @property
     def model_id(self) -> str:
@@ -107,6 +109,8 @@ class LlamaCppProvider(Provider):
             ) from exc
 
     async def stop(self) -> None:
+        if self._stragglers:  # let cancelled generations finish before the model goes away
+            await asyncio.gather(*self._stragglers, return_exceptions=True)
         async with self._load_lock:
             llm, self._llm = self._llm, None
         if llm is not None:
@@ -147,7 +151,11 @@ class LlamaCppProvider(Provider):
                     yield item
         finally:
             cancel.set()
-            await asyncio.shield(worker)
+            if not worker.done():
+                # The worker stops at its next token. The caller does not wait for it: a long prompt
+                # evaluation cannot be interrupted, and the run lock already keeps the next call behind it.
+                self._stragglers.add(worker)
+                worker.add_done_callback(self._stragglers.discard)
 
     def _generate(
         self,
@@ -159,7 +167,8 @@ class LlamaCppProvider(Provider):
         """Worker thread: pull chunks from llama.cpp and post them to the loop."""
 
         def post(item: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening any more
+                loop.call_soon_threadsafe(queue.put_nowait, item)
 
         try:
             with self._run_lock:

@@ -86,8 +86,8 @@ async def test_cancel_stops_generation_within_a_token_and_the_model_stays_usable
                 break
         loop = asyncio.get_running_loop()
         started = loop.time()
-        await stream.aclose()  # type: ignore[attr-defined]  # sets the flag and waits for the worker
-        assert loop.time() - started < 1.0
+        await stream.aclose()  # type: ignore[attr-defined]  # sets the flag; returns without waiting
+        assert loop.time() - started < 0.1
         again = await collect(provider, "again", options=GenerationOptions(temperature=0.0, max_tokens=5))
         assert isinstance(again[-1], Usage) and again[-1].output_tokens == 5 and again[-1].finish_reason == "length"
     finally:
