@@ -2,7 +2,7 @@
 # Each creates .venv and installs what it needs; nothing else has to be on the machine but Python >= 3.11
 # with venv, a C/C++ compiler (llama-cpp-python builds llama.cpp from source) and make.
 
-PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& { command -v $$p; break; }; done)
 VENV := .venv
