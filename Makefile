@@ -19,6 +19,9 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required: install python3.11 (and python3.11-venv)"; exit 1; }
+	@command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || command -v clang++ >/dev/null 2>&1 || { \
+		echo "A C++ compiler is needed to build llama-cpp-python. Debian/Ubuntu: sudo apt-get install build-essential;"; \
+		echo "macOS: xcode-select --install. (No sudo? conda install -c conda-forge cxx-compiler)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
 		echo "Could not create a venv. On Debian/Ubuntu: sudo apt-get install python3-venv"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
