@@ -13,7 +13,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core import events as ev
 from core.agent.collect import CallCollector
@@ -40,6 +40,8 @@ class TurnState:
     output_tokens: int = 0
     text: str = ""
     response_span: TraceContext | None = None  # the latest llm.response: parent of its tool calls
+    error_parent: TraceContext | None = None  # the step a failure belongs to (default: the turn's root)
+    answered: set[str] = field(default_factory=set)  # tool call ids whose result is recorded
 
 
 def _message_writer(session_id: str, message: ChatMessage) -> Callable[[sqlite3.Connection, Event], None]:
@@ -91,8 +93,9 @@ class Agent:
         except Exception as exc:
             error = classify(exc)
             log.warning("turn %s failed (%s): %s", root.trace_id, error.actor.value, error.message, exc_info=exc)
+            parent = state.error_parent or root
             failed = await self._record(
-                state, "error", root.child(), status="error", name=type(error).__name__, payload=error.to_dict()
+                state, "error", parent.child(), status="error", name=type(error).__name__, payload=error.to_dict()
             )
             yield ev.TurnFailed(session_id, root.trace_id, error.to_dict(), failed.id)
 
@@ -106,10 +109,37 @@ class Agent:
             if not collector.tool_calls:
                 yield await self._finish(state, "ok")
                 return
-            for call in collector.tool_calls:
-                async for event in self._tool_call(state, call, state.response_span):
-                    yield event
+            calls = collector.tool_calls
+            try:
+                for call in calls:
+                    async for event in self._tool_call(state, call, state.response_span):
+                        yield event
+            except BaseException:
+                # Every tool call in the history needs a result, or the session's next model call is invalid.
+                await asyncio.shield(self._close_unanswered(state, calls))
+                raise
         yield await self._finish(state, "max_iterations")
+
+    async def _close_unanswered(self, state: TurnState, calls: list[ToolCall]) -> None:
+        for call in calls:
+            if call.id in state.answered:
+                continue
+            text = "ERROR: stopped before this tool call finished; it may not have run."
+            message = ChatMessage("tool", text, tool_call_id=call.id, name=call.name or "unknown")
+            try:
+                await self._record(
+                    state,
+                    "tool.result",
+                    (state.response_span or state.root).child(),
+                    name=call.name,
+                    status="cancelled",
+                    payload={"call_id": call.id, "output": text},
+                    also=_message_writer(state.session_id, message),
+                )
+            except Exception:  # storage is failing too: the turn's own error says so
+                log.exception("could not record the cancelled result of %s", call.id)
+                return
+            state.answered.add(call.id)
 
     async def _model_call(
         self, state: TurnState, tools: list[ToolSpec], collector: CallCollector
@@ -145,6 +175,15 @@ class Agent:
         except asyncio.CancelledError:
             await asyncio.shield(self._record_response(state, span, collector, status="cancelled"))
             raise
+        except Exception:
+            # keep what the person already saw, and hang the failure under this call
+            try:
+                await self._record_response(state, span, collector, status="error")
+                state.error_parent = state.response_span
+            except Exception:
+                log.exception("could not record the failed model call")
+                state.error_parent = span
+            raise
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
         response = await self._record_response(state, span, collector, status="ok")
@@ -168,7 +207,8 @@ class Agent:
         state.output_tokens += usage.output_tokens if usage else 0
         state.text = collector.text
         calls = collector.tool_calls
-        message = ChatMessage("assistant", collector.text, tool_calls=calls)
+        # A call that did not finish cleanly keeps its text but not its (possibly half-written) tool calls.
+        message = ChatMessage("assistant", collector.text, tool_calls=calls if status == "ok" else [])
         keep = status == "ok" or bool(collector.text)
         span = request_span.child()
         event = await self._record(
@@ -257,6 +297,7 @@ class Agent:
             payload=payload,
             also=_message_writer(state.session_id, message),
         )
+        state.answered.add(call.id)
         error = None if run.error is None else run.error.describe()
         yield ev.ToolCallFinished(call.id, call.name, run.ok, text, error, run.duration_ms, result.id)
 

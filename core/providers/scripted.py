@@ -1,7 +1,7 @@
 """A provider that plays back a script: deterministic tests of the agent loop without a model.
 
 Each call to `stream` consumes the next step of the script. A step is a string (streamed as text in
-small pieces), a list of chunks, a callable that builds chunks from the messages it was sent, or an
+small pieces), a list of chunks (an exception in it is raised when reached: a stream failing half-way), a callable that builds chunks from the messages it was sent, or an
 exception to raise.
 """
 
@@ -15,7 +15,7 @@ from core.errors import BugError
 from core.providers.base import ChatMessage, Chunk, GenerationOptions, Provider, TextDelta, ToolCallDelta, Usage
 from core.tools.registry import ToolSpec
 
-Step = str | Sequence[Chunk] | Callable[[list[ChatMessage]], Sequence[Chunk]] | BaseException
+Step = str | Sequence[Chunk | BaseException] | Callable[[list[ChatMessage]], Sequence[Chunk]] | BaseException
 
 
 def tool_call(name: str, arguments: str | dict[str, Any], index: int = 0, call_id: str | None = None) -> ToolCallDelta:
@@ -56,6 +56,8 @@ class ScriptedProvider(Provider):
                 await asyncio.sleep(self._delay)
             else:
                 await asyncio.sleep(0)
+            if isinstance(chunk, BaseException):
+                raise chunk
             produced += 1
             yield chunk
         if not any(isinstance(c, Usage) for c in chunks):
@@ -65,7 +67,7 @@ class ScriptedProvider(Provider):
             )
 
     @staticmethod
-    def _chunks(step: Step, messages: list[ChatMessage]) -> list[Chunk]:
+    def _chunks(step: Step, messages: list[ChatMessage]) -> list[Chunk | BaseException]:
         if isinstance(step, str):
             return [TextDelta(step[i : i + 4]) for i in range(0, len(step), 4)]
         if callable(step):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,9 @@ from core.tools.registry import (
     ToolOutput,
     ToolRegistry,
 )
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -115,7 +119,13 @@ class ToolExecutor:
             arguments=prepared.args,
             session_id=session_id,
         )
-        decision = await self.approve(request)
+        try:
+            decision = await self.approve(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # whoever was asked could not answer (closed terminal, dialog crashed): not approved
+            log.warning("approval for %s failed; treated as denied", request.tool, exc_info=True)
+            return ApprovalDecision.DENY
         if decision is ApprovalDecision.APPROVE_SESSION:
             self._session_approved.setdefault(session_id, set()).add(request.tool)
         return decision

@@ -259,3 +259,62 @@ async def test_sessions_sum_their_tokens() -> None:
         info = await core.sessions.get(session.id)
         assert (info.input_tokens, info.output_tokens, info.message_count) == (30, 3, 4)
         assert [s.id for s in await core.sessions.recent()] == [session.id]
+
+
+def assert_history_is_valid(history: list) -> None:  # type: ignore[type-arg]
+    """Every assistant tool call is answered by a tool message: what OpenAI-compatible APIs require."""
+    answered = {m.tool_call_id for m in history if m.role == "tool"}
+    asked = {c.id for m in history if m.role == "assistant" for c in m.tool_calls}
+    assert asked <= answered, (asked, answered)
+
+
+async def test_cancel_while_waiting_for_approval_leaves_a_valid_history() -> None:
+    asked = asyncio.Event()
+
+    async def slow_person(request: ApprovalRequest) -> ApprovalDecision:
+        asked.set()
+        await asyncio.sleep(60)
+        return ApprovalDecision.APPROVE_ONCE
+
+    steps = [[tool_call("shell", {"command": "ls"}), tool_call("list_dir", {}, index=1)], "next answer"]
+    async with scripted_core(steps, approve=slow_person) as (core, provider):
+        session = await core.new_session()
+        turn = core.send(session.id, "list files")
+        await asyncio.wait_for(asked.wait(), 5)
+        turn.cancel()
+        final = await asyncio.wait_for(turn.result(), 5)
+        assert isinstance(final, ev.TurnFinished) and final.status == "cancelled"
+        history = await core.sessions.messages(session.id)
+        assert_history_is_valid(history)
+        results = await core.timeline.events(session_id=session.id, kind="tool.result")
+        assert {r.status for r in results} == {"cancelled"} and len(results) == 2
+        await run_turn(core, session.id, "try again")  # the next call is sent a well-formed history
+        assert_history_is_valid(provider.calls[-1])
+
+
+async def test_an_approval_callback_that_fails_counts_as_denied(workspace: Path) -> None:
+    async def broken(request: ApprovalRequest) -> ApprovalDecision:
+        raise EOFError("terminal closed")
+
+    steps = [[tool_call("shell", {"command": "touch x.txt"})], "ok"]
+    async with scripted_core(steps, approve=broken) as (core, _):
+        session = await core.new_session()
+        events = await run_turn(core, session.id, "go")
+        assert [e.decision for e in events if isinstance(e, ev.ApprovalResolved)] == ["deny"]
+        assert isinstance(events[-1], ev.TurnFinished) and not (workspace / "x.txt").exists()
+
+
+async def test_a_failure_mid_stream_keeps_the_text_shown_and_hangs_the_error_under_the_call() -> None:
+    dropped = EndpointUnreachableError("Connection dropped", "Retry.")
+    async with scripted_core([[TextDelta("The answer is 4"), dropped]]) as (core, _):
+        session = await core.new_session()
+        events = await run_turn(core, session.id, "2+2?")
+        failed = events[-1]
+        assert isinstance(failed, ev.TurnFailed)
+        chain = await core.timeline.walk_to_origin(failed.event_id)
+        assert [e.kind for e in chain] == ["error", "llm.response", "llm.request", "user.message"]
+        assert chain[1].status == "error" and chain[1].payload["text"] == "The answer is 4"
+        assert [(m.role, m.content) for m in await core.sessions.messages(session.id)] == [
+            ("user", "2+2?"),
+            ("assistant", "The answer is 4"),
+        ]
