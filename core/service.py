@@ -10,34 +10,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from core import events as ev
 from core.agent.loop import Agent
 from core.errors import ShoalError, classify
+from core.history import History
 from core.providers.base import Provider
 from core.providers.factory import build_provider, generation_options
 from core.settings import Settings
-from core.timeline.db import Database
-from core.timeline.migrations import migrate
-from core.timeline.sessions import SessionInfo, SessionStore
-from core.timeline.store import Timeline
+from core.timeline.sessions import SessionInfo
 from core.tools.builtin import builtin_tools
 from core.tools.executor import ToolExecutor
 from core.tools.registry import ApprovalCallback, ToolContext, ToolRegistry, ToolSpec, deny_all
 
-DB_FILENAME = "shoal.db"
 log = logging.getLogger(__name__)
 _END = object()
 
 
 class Turn:
-    """One running turn. Iterate it for events; `cancel()` stops it; `result()` waits for the end."""
+    """One running turn. Iterate it for events; `cancel()` stops it; `result()` waits for the end.
+
+    The turn runs in its own task, so a slow reader never stalls the model. A reader that stops reading
+    (it was cancelled, or broke out of the loop) cancels the turn, and the cancellation is recorded.
+    """
 
     def __init__(self, source: AsyncIterator[ev.AgentEvent]) -> None:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._task = asyncio.create_task(self._pump(source), name="shoal-turn")
+        # Queued on completion whatever happens, even for a task cancelled before its first step.
+        self._task.add_done_callback(lambda _task: self._queue.put_nowait(_END))
         self.final: ev.TurnFinished | ev.TurnFailed | None = None
 
     async def _pump(self, source: AsyncIterator[ev.AgentEvent]) -> None:
@@ -50,27 +53,37 @@ class Turn:
             pass  # the agent recorded and emitted the cancellation before re-raising
         except Exception as exc:  # an error before the turn started (empty message, storage down)
             self._queue.put_nowait(exc)
-        finally:
-            self._queue.put_nowait(_END)
 
     def __aiter__(self) -> AsyncIterator[ev.AgentEvent]:
         return self._events()
 
     async def _events(self) -> AsyncIterator[ev.AgentEvent]:
-        while True:
-            item = await self._queue.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise classify(item)
-            yield item
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise classify(item)
+                yield item
+        finally:
+            if not self._task.done():  # the reader went away: stop the turn rather than leave it running
+                self._task.cancel()
+                await asyncio.shield(self.result())
+
+    def on_done(self, callback: Callable[[], object]) -> None:
+        self._task.add_done_callback(lambda _task: callback())
+
+    @property
+    def done(self) -> bool:
+        return self._task.done()
 
     def cancel(self) -> None:
         self._task.cancel()
 
     async def result(self) -> ev.TurnFinished | ev.TurnFailed | None:
         with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+            await asyncio.shield(self._task)
         return self.final
 
 
@@ -85,9 +98,11 @@ class AgentCore:
         approve: ApprovalCallback = deny_all,
     ) -> None:
         self.settings = settings
-        self.db = Database(settings.paths.data_path() / DB_FILENAME, migrate=migrate)
-        self.timeline = Timeline(self.db)
-        self.sessions = SessionStore(self.db)
+        self.history = History(settings)
+        self.db = self.history.db
+        self.timeline = self.history.timeline
+        self.sessions = self.history.sessions
+        self._turns: set[Turn] = set()
         self.registry = ToolRegistry()
         self.approve = approve
         self._provider = provider
@@ -110,7 +125,7 @@ class AgentCore:
                 self.registry.set_enabled(name, False)
             await self._start_mcp()
         except BaseException:
-            await self.db.stop()
+            await asyncio.shield(self._release())
             raise
         self._started = True
 
@@ -125,18 +140,33 @@ class AgentCore:
         for name, error in self._mcp.errors.items():
             log.warning("MCP server %s unavailable: %s", name, error.describe())
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 15.0) -> None:
+        """Cancel running turns (each records its stop), then release MCP servers, the model and the database."""
         if not self._started:
             return
         self._started = False
+        turns = [t for t in self._turns if not t.done]
+        for turn in turns:
+            turn.cancel()
+        if turns:
+            await asyncio.wait([asyncio.ensure_future(t.result()) for t in turns], timeout=timeout)
+        await self._release()
+
+    async def _release(self) -> None:
         if self._mcp is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self._mcp.stop()
+            except Exception:
+                log.exception("stopping MCP servers failed")
             self._mcp = None
         if self._provider is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self._provider.stop()
+            except Exception:
+                log.exception("stopping the model failed")
         await self.registry.aclose()
+        self.registry = ToolRegistry()
+        self._agent = None
         await self.db.stop()
 
     async def __aenter__(self) -> AgentCore:
@@ -183,7 +213,10 @@ class AgentCore:
 
     def send(self, session_id: str, text: str) -> Turn:
         """Start a turn; iterate the returned Turn for its events."""
-        return Turn(self.agent.run_turn(session_id, text))
+        turn = Turn(self.agent.run_turn(session_id, text))
+        self._turns.add(turn)
+        turn.on_done(lambda: self._turns.discard(turn))
+        return turn
 
     def tool_specs(self) -> list[ToolSpec]:
         return self.registry.specs(enabled_only=False)

@@ -1,8 +1,8 @@
 """A provider that plays back a script: deterministic tests of the agent loop without a model.
 
-Each call to `stream` consumes the next step of the script. A step is a string (streamed as text in
-small pieces), a list of chunks (an exception in it is raised when reached: a stream failing half-way), a callable that builds chunks from the messages it was sent, or an
-exception to raise.
+Each call to `stream` consumes the next step of the script. A step is a string (streamed as text in small
+pieces), a list of chunks (an exception in it is raised when reached: a stream failing half-way), a callable
+that builds chunks from the messages it was sent, or an exception to raise at once.
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ from core.tools.registry import (
     ToolRegistry,
 )
 
-
 log = logging.getLogger(__name__)
 
 

@@ -135,6 +135,8 @@ class McpServerConnection:
             except asyncio.CancelledError:
                 self._stop_requested.set()
                 self.state = "stopped"
+                if self._task is not None and not ready.done():
+                    self._task.cancel()  # still initializing: it would not see the stop request until its timeout
                 await self._join()
                 raise
             except Exception as exc:
