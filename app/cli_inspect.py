@@ -10,8 +10,8 @@ from rich.console import Console
 
 from app import render
 from app.cli import Context, cli, run_async
-from app.wiring import build_core
 from core.errors import ShoalError
+from core.history import History
 from core.providers.discovery import find_models
 from core.timeline.store import EventNode
 
@@ -43,7 +43,7 @@ def timeline(obj: Context, session: str | None, trace: str | None, limit: int, a
     """Show recent turns as trees: model calls, tool calls, approvals, results, errors."""
 
     async def main() -> None:
-        async with build_core(obj.settings()) as core:
+        async with History(obj.settings().settings) as core:
             session_id = (await core.sessions.get(session)).id if session else None
             trace_ids = await _pick_traces(core, session_id, trace, limit)
             if not trace_ids:
@@ -70,7 +70,7 @@ def sessions(obj: Context, limit: int) -> None:
     """List chat sessions, most recent first."""
 
     async def main() -> None:
-        async with build_core(obj.settings()) as core:
+        async with History(obj.settings().settings) as core:
             for s in await core.sessions.recent(limit):
                 tokens = f"{s.input_tokens + s.output_tokens:7d} tok"
                 out.print(f"{s.id}  {s.updated_at[:16]}  {s.message_count:4d} msgs {tokens}  {s.title}")
@@ -86,7 +86,7 @@ def search(obj: Context, text: str, limit: int) -> None:
     """Full-text search across the messages of all sessions."""
 
     async def main() -> None:
-        async with build_core(obj.settings()) as core:
+        async with History(obj.settings().settings) as core:
             hits = await core.sessions.search(text, limit)
             if not hits:
                 render.err.print("No matches.")

@@ -42,6 +42,16 @@ def default_threads() -> int:
     return logical if logical <= 4 else logical // 2
 
 
+def _count_tokens(n_tokens: int, prompt_tokens: int | None, chunks: int, finish: str) -> tuple[int, int]:
+    """(prompt, completion) tokens from llama.cpp's context length. Chunks undercount (a character spanning
+    several tokens arrives as one chunk); the context counts every evaluated token. The last sampled token is
+    evaluated only if generation went on, so it is added back unless the model ended its turn itself."""
+    if prompt_tokens is None:  # nothing was generated
+        return n_tokens, 0
+    generated = n_tokens - prompt_tokens + (0 if finish == "stop" else 1)
+    return prompt_tokens, max(generated, chunks)
+
+
 class LlamaCppProvider(Provider):
     name = "llama_cpp"
 
@@ -185,10 +195,12 @@ class LlamaCppProvider(Provider):
         llm = self._llm
         if llm is None:
             raise ProviderError("The model was unloaded during generation.", "Retry.")
-        produced, finish = 0, "stop"
+        produced, finish, prompt_tokens = 0, "stop", None
         stream = llm.create_chat_completion(**request)
         try:
             for event in stream:
+                if prompt_tokens is None:  # the prompt is evaluated; generated tokens are not yet
+                    prompt_tokens = int(llm.n_tokens)
                 if cancel.is_set():
                     finish = "cancelled"
                     break
@@ -203,8 +215,7 @@ class LlamaCppProvider(Provider):
                     yield TextDelta(delta["content"])
         finally:
             stream.close()  # releases llama.cpp's generation state promptly
-        prompt_tokens = max(0, int(llm.n_tokens) - produced)
-        yield Usage(prompt_tokens, produced, finish)
+        yield Usage(*_count_tokens(int(llm.n_tokens), prompt_tokens, produced, finish), finish)
 
     def translate(self, exc: BaseException) -> ShoalError:
         text = str(exc)

@@ -79,6 +79,7 @@ class Database:
         if self._thread is not None:
             return
         self._ready.clear()
+        self._open_error = None
         self._thread = threading.Thread(target=self._run, name="shoal-db", daemon=True)
         self._thread.start()
         await asyncio.get_running_loop().run_in_executor(None, self._ready.wait)

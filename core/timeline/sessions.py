@@ -67,6 +67,11 @@ def insert_message(conn: sqlite3.Connection, session_id: str, message: ChatMessa
     return int(seq[0])
 
 
+def _like(text: str) -> str:
+    """Escape LIKE wildcards so an id fragment matches literally."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _fts_query(text: str) -> str:
     """Quote each word so user punctuation can't break FTS5 syntax."""
     words = [w.replace('"', '""') for w in text.split()]
@@ -99,12 +104,16 @@ class SessionStore:
 
     async def get(self, session_id: str) -> SessionInfo:
         found = await self._query(
-            _SESSION_SELECT + "FROM sessions s WHERE s.id = ? OR s.id LIKE ? ORDER BY s.id LIMIT 2",
-            (session_id, f"{session_id}%"),
+            _SESSION_SELECT + "FROM sessions s WHERE s.id = ? OR (length(?) >= 4 AND (s.id LIKE ? ESCAPE '\\' "
+            "OR s.id LIKE ? ESCAPE '\\')) ORDER BY s.id LIMIT 2",
+            (session_id, session_id, f"{_like(session_id)}%", f"%{_like(session_id)}"),
         )
         if len(found) != 1:
             problem = "matches several sessions" if found else "does not exist"
-            raise UserError(f"Session {session_id!r} {problem}.", "List sessions with `shoal sessions`.")
+            raise UserError(
+                f"Session {session_id!r} {problem}.",
+                "Give the full id, or its first or last 8+ characters; `shoal sessions` lists them.",
+            )
         return SessionInfo(**found[0])
 
     async def recent(self, limit: int = 100) -> list[SessionInfo]:

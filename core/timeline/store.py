@@ -79,13 +79,14 @@ class EventNode:
     children: list[EventNode] = field(default_factory=list)
 
 
+# Siblings sort by timestamp (fixed-width, microseconds), then id: causal order even within one millisecond.
 _TREE_SQL = f"""
 WITH RECURSIVE tree(id, depth, path) AS (
-    SELECT id, 0, id FROM events
+    SELECT id, 0, ts || id FROM events
      WHERE trace_id = :trace AND (parent_span_id IS NULL
            OR parent_span_id NOT IN (SELECT span_id FROM events WHERE trace_id = :trace))
     UNION ALL
-    SELECT e.id, tree.depth + 1, tree.path || '/' || e.id
+    SELECT e.id, tree.depth + 1, tree.path || '/' || e.ts || e.id
       FROM events e JOIN events p ON e.parent_span_id = p.span_id AND p.trace_id = :trace
       JOIN tree ON tree.id = p.id
      WHERE e.trace_id = :trace

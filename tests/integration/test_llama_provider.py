@@ -135,3 +135,17 @@ async def test_loop_stays_responsive_while_the_model_generates(endless_model: Pa
         task.cancel()
         await provider.stop()
     assert gaps and max(gaps) < 0.25
+
+
+async def test_token_counts_match_what_was_generated(plain_model: Path, endless_model: Path) -> None:
+    plain = LlamaCppProvider(str(plain_model), n_ctx=2048, n_threads=2)
+    endless = LlamaCppProvider(str(endless_model), n_ctx=2048, n_threads=2)
+    try:
+        stopped = (await collect(plain))[-1]
+        limited = (await collect(endless, options=GenerationOptions(temperature=0.0, max_tokens=7)))[-1]
+    finally:
+        await plain.stop()
+        await endless.stop()
+    assert isinstance(stopped, Usage) and stopped.output_tokens == len(PLAIN_REPLY) and stopped.finish_reason == "stop"
+    assert isinstance(limited, Usage) and limited.output_tokens == 7 and limited.finish_reason == "length"
+    assert stopped.input_tokens > 20 and limited.input_tokens > 20

@@ -111,3 +111,15 @@ def test_models_finds_gguf_files_in_the_configured_folder(tmp_path: Path) -> Non
     result = shoal("models", env={"SHOAL_PATHS__MODELS_DIR": str(tmp_path / "models"), "HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert "tiny.gguf" in result.stdout and "fake.gguf" not in result.stdout
+
+
+def test_looking_at_history_never_starts_mcp_servers(tmp_path: Path) -> None:
+    marker = tmp_path / "spawned"
+    server = f"import pathlib; pathlib.Path({str(marker)!r}).write_text('x')"
+    servers = f'[{{"name": "x", "command": "{sys.executable}", "args": ["-c", "{server}"]}}]'
+    for command in (["sessions"], ["search", "tide"], ["timeline"]):
+        result = shoal(*command, env={"SHOAL_MCP_SERVERS": servers})
+        assert result.returncode == 0, result.stderr
+    assert not marker.exists()
+    shoal("agent", "-m", "hi", env={"SHOAL_MCP_SERVERS": servers})  # the control: the agent does start them
+    assert marker.exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import StorageError
+from core.errors import StorageError, UserError
 from core.providers.base import ChatMessage
 from core.timeline.db import Database
 from core.timeline.ids import TraceContext
@@ -128,3 +128,38 @@ async def test_session_search_and_prefix_lookup(db: Database) -> None:
     assert await store.search('"quotes" (and) AND') != []
     assert (await store.get(one.id[:20])).title == "Boats"
     assert (await store.get(one.id)).message_count == 2
+
+
+async def test_sessions_are_found_by_prefix_or_suffix_and_wildcards_are_literal(db: Database) -> None:
+    store = SessionStore(db)
+    one = await store.create(title="One")
+    await store.create(title="Two")
+    assert (await store.get(one.id[-8:])).id == one.id
+    for bad in ("%", "____", one.id[:3]):
+        with pytest.raises(UserError):
+            await store.get(bad)
+
+
+async def test_siblings_in_the_same_millisecond_keep_causal_order(db: Database) -> None:
+    timeline = Timeline(db)
+    for _ in range(20):
+        root = TraceContext.new_root()
+        await timeline.record("user.message", session_id="s", trace=root, correlation_id="c")
+        for kind in ("a", "b", "c", "d"):
+            await timeline.record(kind, session_id="s", trace=root.child(), correlation_id="c")
+        [node] = await timeline.trace_tree(root.trace_id)
+        assert [c.event.kind for c in node.children] == ["a", "b", "c", "d"]
+
+
+async def test_a_failed_start_can_be_retried(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    database = Database(blocker / "t.db", migrate=migrate)
+    with pytest.raises(StorageError):
+        await database.start()
+    blocker.unlink()
+    await database.start()
+    try:
+        assert await database.read(lambda c: c.execute("SELECT 1").fetchone()[0]) == 1
+    finally:
+        await database.stop()
