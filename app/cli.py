@@ -13,6 +13,7 @@ import click
 from app import render
 from app.wiring import build_core, cli_overrides, load
 from core import events as ev
+from core import paths
 from core.errors import EXIT_CODES, Actor, ShoalError, classify
 from core.settings import LoadedSettings
 from core.tools.registry import ApprovalCallback, ApprovalDecision, ApprovalRequest
@@ -26,6 +27,10 @@ class Context:
 
     def settings(self) -> LoadedSettings:
         return load(self.config, self.overrides)
+
+    def config_path(self) -> Path:
+        """The config file in use, found without loading it (so a broken file can still be fixed)."""
+        return self.config or paths.config_file()
 
 
 def run_async(coro: Any) -> Any:

@@ -12,7 +12,7 @@ from app import render
 from app.cli import Context, cli, run_async
 from core import config_file
 from core.errors import ConfigError
-from core.secrets import delete_api_key, get_api_key, set_api_key
+from core.secrets import delete_api_key, get_api_key, mask, set_api_key
 from core.settings import flatten, load_settings
 
 
@@ -28,6 +28,10 @@ def config_show(obj: Context, as_json: bool) -> None:
     """The effective settings, where each value came from, and the API key masked."""
     loaded = obj.settings()
     values = flatten(loaded.settings)
+    values["mcp_servers"] = [  # server environments often carry tokens: show their names only
+        {**server, "env": {name: mask(value) for name, value in server["env"].items()}}
+        for server in values.get("mcp_servers", [])
+    ]
     secret = get_api_key(loaded.settings.model.key_name)
     key_display = f"{secret.masked} ({secret.origin})" if secret else "(not set)"
     if as_json:
@@ -55,7 +59,7 @@ def config_show(obj: Context, as_json: bool) -> None:
 @click.pass_obj
 def config_path(obj: Context) -> None:
     """Print the config file's path."""
-    click.echo(obj.settings().config_file)
+    click.echo(obj.config_path())
 
 
 @config.command("set")
@@ -64,10 +68,10 @@ def config_path(obj: Context) -> None:
 @click.pass_obj
 def config_set(obj: Context, key: str, value: str) -> None:
     """Set KEY (dotted, e.g. model.path) to VALUE in config.toml, after validating it."""
-    path = obj.settings().config_file
+    path = obj.config_path()
     try:
         stored = config_file.set_value(path, key, config_file.parse_value(value))
-        load_settings(path, {})  # the file as a whole still loads
+        load_settings(path, {})  # the file as a whole still loads (environment variables included)
     except ConfigError as exc:
         render.print_error(exc.to_dict())
         sys.exit(exc.exit_code)
@@ -104,7 +108,13 @@ def doctor(obj: Context) -> None:
     """Check model, endpoint, keyring, data folder and tools, and say what to fix."""
     from core.doctor import run_checks
 
-    checks = run_async(run_checks(obj.settings().settings))
+    try:
+        settings = obj.settings().settings
+    except ConfigError as exc:
+        render.err.print(f"[red]✗[/red] [bold]settings[/bold]: {exc.message}\n    [cyan]→ {exc.fix}[/cyan]")
+        render.err.print(f"[dim]Fix it with `shoal config set KEY VALUE` or edit {obj.config_path()}.[/dim]")
+        sys.exit(1)
+    checks = run_async(run_checks(settings))
     failed = False
     for check in checks:
         if check.ok:

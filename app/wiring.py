@@ -52,4 +52,7 @@ def build_core(loaded: LoadedSettings, approve: ApprovalCallback = deny_all) -> 
     setup_file_logging(settings.paths.data_path() / "logs", settings.log_level)
     secret = get_api_key(settings.model.key_name) if settings.model.provider == "openai" else None
     register_secret(secret.value if secret else None)
+    for server in settings.mcp_servers:  # MCP server environments often carry access tokens
+        for value in server.env.values():
+            register_secret(value)
     return AgentCore(settings, approve=approve)

@@ -123,3 +123,22 @@ def test_looking_at_history_never_starts_mcp_servers(tmp_path: Path) -> None:
     assert not marker.exists()
     shoal("agent", "-m", "hi", env={"SHOAL_MCP_SERVERS": servers})  # the control: the agent does start them
     assert marker.exists()
+
+
+def test_a_broken_config_file_can_still_be_located_diagnosed_and_fixed() -> None:
+    config = Path(os.environ["SHOAL_CONFIG"])
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("[model]\nn_ctx = 100\n")
+    assert shoal("config", "path").stdout.strip() == str(config)
+    doctor = shoal("doctor")
+    assert doctor.returncode == 1 and "model.n_ctx" in doctor.stderr and str(config) in doctor.stderr
+    fixed = shoal("config", "set", "model.n_ctx", "4096")
+    assert fixed.returncode == 0, fixed.stderr
+    assert shoal("config", "show", "--json").returncode == 0
+
+
+def test_mcp_server_environment_values_are_masked() -> None:
+    servers = '[{"name": "gh", "command": "x", "env": {"GITHUB_TOKEN": "ghp_abcdefghijklmnop1234"}}]'
+    result = shoal("config", "show", "--json", env={"SHOAL_MCP_SERVERS": servers})
+    assert result.returncode == 0, result.stderr
+    assert "ghp_abcdefghijklmnop1234" not in result.stdout and "GITHUB_TOKEN" in result.stdout
