@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from app import render
+from app.terminal import LineReader
 from app.wiring import build_core, cli_overrides, load
 from core import events as ev
 from core import paths
@@ -65,8 +66,9 @@ def cli(ctx: click.Context, config: Path | None, model_path: str | None, endpoin
         ctx.invoke(chat)
 
 
-def approval_prompt(auto_yes: bool) -> ApprovalCallback:
+def approval_prompt(auto_yes: bool, reader: LineReader | None = None) -> ApprovalCallback:
     """Ask on the terminal; with no terminal, deny unless --yes was given."""
+    shared: list[LineReader] = [reader] if reader is not None else []
 
     async def approve(request: ApprovalRequest) -> ApprovalDecision:
         if auto_yes:
@@ -82,8 +84,10 @@ def approval_prompt(auto_yes: bool) -> ApprovalCallback:
             await asyncio.sleep(0)
         render.err.print(f"\n[bold yellow]Approve {request.risk.value}-risk tool {request.tool}?[/bold yellow]")
         render.err.print(f"  {request.summary}")
-        answer = await asyncio.to_thread(input, "  [y]es once / [a]lways this session / [N]o: ")
-        answer = answer.strip().lower()
+        if not shared:
+            shared.append(LineReader())
+        line = await shared[0].ask("  [y]es once / [a]lways this session / [N]o: ", sys.stderr)
+        answer = (line or "").strip().lower()
         if answer in ("y", "yes"):
             return ApprovalDecision.APPROVE_ONCE
         if answer in ("a", "always"):
@@ -146,7 +150,7 @@ def chat(obj: Context, session: str | None) -> None:
     loaded = obj.settings()
     if first_run.needs_model(loaded.settings) and sys.stdin.isatty() and first_run.pick_model(loaded):
         loaded = obj.settings()
-    run_async(repl(loaded, session, approval_prompt(False), obj.verbose))
+    run_async(repl(loaded, session, obj.verbose))
 
 
 def main() -> None:
