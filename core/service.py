@@ -211,15 +211,28 @@ class AgentCore:
             title=title, model=self.provider.model_id, system_prompt=self.settings.agent.system_prompt
         )
 
-    def send(self, session_id: str, text: str) -> Turn:
-        """Start a turn; iterate the returned Turn for its events."""
-        turn = Turn(self.agent.run_turn(session_id, text))
+    def send(self, session_id: str, text: str, *, regenerate: bool = False) -> Turn:
+        """Start a turn; iterate the returned Turn for its events. `regenerate` answers the last question again."""
+        turn = Turn(self.agent.run_turn(session_id, text, regenerate=regenerate))
         self._turns.add(turn)
         turn.on_done(lambda: self._turns.discard(turn))
         return turn
 
     def tool_specs(self) -> list[ToolSpec]:
         return self.registry.specs(enabled_only=False)
+
+    def set_tool_enabled(self, name: str, enabled: bool) -> None:
+        """Takes effect from the next model call (persisting it is the settings' job: tools.disabled)."""
+        self.registry.set_enabled(name, enabled)
+
+    def tool_enabled(self, name: str) -> bool:
+        return self.registry.is_enabled(name)
+
+    async def export_session(self, session_id: str) -> dict[str, Any]:
+        """The session as data; `core.export.to_markdown` / `to_json` render it."""
+        from core.export import session_data
+
+        return await session_data(self.sessions, self.timeline, session_id)
 
     def mcp_status(self) -> list[Any]:
         """One `McpServerStatus` per configured server (connected, failed, stopped, disabled)."""

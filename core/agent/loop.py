@@ -72,15 +72,24 @@ class Agent:
         self.options = options
         self.tool_context = tool_context
 
-    async def run_turn(self, session_id: str, user_text: str) -> AsyncIterator[ev.AgentEvent]:
-        """Stream the events of one turn. Cancel the consuming task to stop it; the stop is recorded."""
+    async def run_turn(
+        self, session_id: str, user_text: str, *, regenerate: bool = False
+    ) -> AsyncIterator[ev.AgentEvent]:
+        """Stream the events of one turn. Cancel the consuming task to stop it; the stop is recorded.
+        With `regenerate`, the session's last question is answered again (the old answer is dropped)."""
+        if regenerate:
+            user_text = await self.sessions.rewind_to_last_question(session_id)
         if not user_text.strip():
             raise UserError("The message is empty.", "Type something to ask.")
         root = TraceContext.new_root()
         state = TurnState(session_id, root, correlation_id=new_id())
         user_msg = ChatMessage("user", user_text)
         started = await self._record(
-            state, "user.message", root, payload={"text": user_text}, also=_message_writer(session_id, user_msg)
+            state,
+            "user.message",
+            root,
+            payload={"text": user_text, "regenerate": regenerate},
+            also=None if regenerate else _message_writer(session_id, user_msg),
         )
         yield ev.TurnStarted(session_id, root.trace_id, state.correlation_id, started.id)
         try:

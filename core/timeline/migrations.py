@@ -94,6 +94,11 @@ def m003_notes(db: sqlite_utils.Database) -> None:
     db["notes"].enable_fts(["text", "tags"], create_triggers=True, tokenize="porter")  # type: ignore[union-attr]
 
 
+@migration
+def m004_session_pins(db: sqlite_utils.Database) -> None:
+    db["sessions"].add_column("pinned", int, not_null_default=0)  # type: ignore[union-attr]
+
+
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 

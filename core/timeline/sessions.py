@@ -25,6 +25,7 @@ class SessionInfo:
     updated_at: str
     model: str
     system_prompt: str
+    pinned: bool = False
     message_count: int = 0
     input_tokens: int = 0  # summed over the session's model calls
     output_tokens: int = 0
@@ -65,6 +66,10 @@ def insert_message(conn: sqlite3.Connection, session_id: str, message: ChatMessa
         title = " ".join(message.content.split())[:TITLE_CHARS]
         conn.execute("UPDATE sessions SET title = ? WHERE id = ? AND title = ?", (title, session_id, DEFAULT_TITLE))
     return int(seq[0])
+
+
+def _info(row: dict[str, Any]) -> SessionInfo:
+    return SessionInfo(**{**row, "pinned": bool(row.get("pinned"))})
 
 
 def _like(text: str) -> str:
@@ -114,17 +119,47 @@ class SessionStore:
                 f"Session {session_id!r} {problem}.",
                 "Give the full id, or its first or last 8+ characters; `shoal sessions` lists them.",
             )
-        return SessionInfo(**found[0])
+        return _info(found[0])
 
     async def recent(self, limit: int = 100) -> list[SessionInfo]:
         rows = await self._query(
-            _SESSION_SELECT + "FROM sessions s ORDER BY updated_at DESC LIMIT ?",
+            _SESSION_SELECT + "FROM sessions s ORDER BY pinned DESC, updated_at DESC LIMIT ?",
             (limit,),
         )
-        return [SessionInfo(**r) for r in rows]
+        return [_info(r) for r in rows]
 
     async def rename(self, session_id: str, title: str) -> None:
         await self.db.write(lambda c: c.execute("UPDATE sessions SET title = ? WHERE id = ?", (title, session_id)))
+
+    async def set_pinned(self, session_id: str, pinned: bool) -> None:
+        await self.db.write(
+            lambda c: c.execute("UPDATE sessions SET pinned = ? WHERE id = ?", (int(pinned), session_id))
+        )
+
+    async def delete(self, session_id: str) -> None:
+        """Remove a session, its messages and its timeline events, in one transaction."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM messages WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
+            conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+
+        await self.db.write(write)
+
+    async def rewind_to_last_question(self, session_id: str) -> str:
+        """Drop everything after the last user message (to answer it again); returns that message's text."""
+
+        def write(conn: sqlite3.Connection) -> str:
+            row = conn.execute(
+                "SELECT seq, content FROM messages WHERE session_id = ? AND role = 'user' ORDER BY seq DESC LIMIT 1",
+                (session_id,),
+            ).fetchone()
+            if row is None:
+                raise UserError("There is no question to answer again in this session.", "Ask something first.")
+            conn.execute("DELETE FROM messages WHERE session_id = ? AND seq > ?", (session_id, row["seq"]))
+            return str(row["content"])
+
+        return await self.db.write(write)
 
     async def messages(self, session_id: str) -> list[ChatMessage]:
         rows = await self._query(

@@ -8,6 +8,7 @@ to the user message that started it.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import Any
 
 from core.timeline.db import Database
 from core.timeline.ids import TraceContext, new_id, now_iso
+
+log = logging.getLogger(__name__)
 
 EVENT_COLUMNS = (
     "id, ts, session_id, correlation_id, trace_id, span_id, parent_span_id, kind, name, status, model, "
@@ -112,6 +115,15 @@ class Timeline:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._listeners: list[Callable[[Event], None]] = []
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        """Call `listener(event)` on the event loop after each event is committed (live views)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[Event], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     async def record(
         self,
@@ -156,6 +168,11 @@ class Timeline:
                 also(conn, event)
 
         await self.db.write(write)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken view must not break the agent
+                log.exception("timeline listener failed")
         return event
 
     async def get(self, event_id: str) -> Event | None:
