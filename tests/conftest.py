@@ -10,6 +10,7 @@ import pytest
 # Set before anything imports llama_cpp / keyring.
 os.environ["OMP_WAIT_POLICY"] = "passive"
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["QT_QPA_PLATFORM"] = "offscreen"  # real widgets, no screen needed
 os.environ["PYTHON_KEYRING_BACKEND"] = "tests.fixtures.memory_keyring.MemoryKeyring"
 for _name in [n for n in os.environ if n.startswith("SHOAL_")]:
     del os.environ[_name]

@@ -32,6 +32,19 @@ class SessionInfo:
 
 
 @dataclass(frozen=True)
+class TranscriptEntry:
+    """A message with the figures of the model call that wrote it (assistant messages only)."""
+
+    message: ChatMessage
+    created_at: str
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    duration_ms: float | None = None
+    status: str = "ok"
+
+
+@dataclass(frozen=True)
 class SearchHit:
     session_id: str
     session_title: str
@@ -167,6 +180,26 @@ class SessionStore:
             (session_id,),
         )
         return [ChatMessage.from_dict(r) for r in rows]
+
+    async def transcript(self, session_id: str) -> list[TranscriptEntry]:
+        rows = await self._query(
+            "SELECT m.role, m.content, m.tool_calls, m.tool_call_id, m.name, m.created_at, e.model, e.input_tokens, "
+            "e.output_tokens, e.duration_ms, e.status FROM messages m LEFT JOIN events e ON e.id = m.event_id "
+            "AND e.kind = 'llm.response' WHERE m.session_id = ? ORDER BY m.seq",
+            (session_id,),
+        )
+        return [
+            TranscriptEntry(
+                ChatMessage.from_dict(r),
+                r["created_at"] or "",
+                r["model"],
+                r["input_tokens"],
+                r["output_tokens"],
+                r["duration_ms"],
+                r["status"] or "ok",
+            )
+            for r in rows
+        ]
 
     async def append(self, session_id: str, message: ChatMessage) -> int:
         return await self.db.write(lambda conn: insert_message(conn, session_id, message, None))

@@ -1,0 +1,65 @@
+"""Qt tests: real widgets (offscreen), a qasync loop so Qt events run while tests await, the real core."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import qasync
+from PySide6.QtWidgets import QApplication
+
+from core.approvals import ApprovalBroker
+from core.providers.base import Provider
+from core.providers.scripted import ScriptedProvider, Step
+from core.service import AgentCore
+from core.settings import load_settings
+from ui.bridge import Bridge
+
+
+def _app() -> QApplication:
+    app = QApplication.instance()
+    return app if isinstance(app, QApplication) else QApplication([])
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
+    """Every async test under tests/ui runs on a qasync loop over the QApplication."""
+    return {"qasync": lambda: qasync.QEventLoop(_app())}
+
+
+@asynccontextmanager
+async def running_bridge(provider: Provider, overrides: dict[str, Any] | None = None) -> AsyncIterator[Bridge]:
+    """A real AgentCore (real SQLite, tools) behind a Bridge whose approvals go to a broker."""
+    broker = ApprovalBroker()
+    core = AgentCore(load_settings(None, overrides or {}).settings, provider=provider, approve=broker.ask)
+    await core.start()
+    bridge = Bridge(core, broker)
+    try:
+        yield bridge
+    finally:
+        for session_id in list(bridge._turns):
+            bridge.stop(session_id)
+        await bridge.drain()
+        await core.stop()
+
+
+@asynccontextmanager
+async def scripted_bridge(
+    steps: Sequence[Step], *, delay: float = 0.0, overrides: dict[str, Any] | None = None
+) -> AsyncIterator[tuple[Bridge, ScriptedProvider]]:
+    provider = ScriptedProvider(steps, delay=delay)
+    async with running_bridge(provider, overrides) as bridge:
+        yield bridge, provider
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0, message: str = "") -> None:
+    """Await (never a nested Qt loop) until `condition()` holds; Qt keeps processing events meanwhile."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not condition():
+        if loop.time() > end:
+            raise AssertionError(message or f"condition not met within {timeout} s")
+        await asyncio.sleep(0.01)
