@@ -76,6 +76,10 @@ class McpServerSettings(_Section):
     enabled: bool = True
 
 
+class AppearanceSettings(_Section):
+    theme: Literal["system", "light", "dark"] = Field("system", description="desktop colours; system follows the OS")
+
+
 class PathSettings(_Section):
     data_dir: str = Field("", description="timeline database and state (default: platform data dir)")
     models_dir: str = Field("", description="extra folder searched for GGUF files")
@@ -92,6 +96,7 @@ class Settings(BaseSettings):
     tools: ToolSettings = Field(default_factory=ToolSettings)
     mcp_servers: list[McpServerSettings] = Field(default_factory=list)
     paths: PathSettings = Field(default_factory=PathSettings)
+    appearance: AppearanceSettings = Field(default_factory=AppearanceSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="detail of the log file (data folder/logs/shoal.log); secrets are always scrubbed"
     )
