@@ -13,7 +13,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 # OpenMP threads that spin-wait starve everything else on small machines.
 export OMP_WAIT_POLICY ?= passive
 
-.PHONY: install run test test-fast lint format bench clean doctor
+.PHONY: install run chat test test-fast lint format bench clean doctor
 
 install: $(STAMP)
 
@@ -29,6 +29,9 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: install
+	$(BIN)/shoal
+
+chat: install
 	$(BIN)/shoal chat
 
 doctor: install

@@ -106,6 +106,7 @@ class AgentCore:
         self.registry = ToolRegistry()
         self.approve = approve
         self._provider = provider
+        self._provider_given = provider is not None  # a provider handed in (tests) survives reconfiguring
         self._mcp: Any = None
         self._agent: Agent | None = None
         self._started = False
@@ -183,6 +184,16 @@ class AgentCore:
         if self._provider is None:
             self._provider = build_provider(self.settings.model)
         return self._provider
+
+    async def apply_settings(self, settings: Settings) -> None:
+        """Use changed settings from the next turn on; the model is released if its settings changed."""
+        if settings.model != self.settings.model and not self._provider_given and self._provider is not None:
+            provider, self._provider = self._provider, None
+            await provider.stop()
+        for spec in self.registry.specs(enabled_only=False):
+            self.registry.set_enabled(spec.name, spec.name not in settings.tools.disabled)
+        self.settings = settings
+        self._agent = None
 
     async def load_model(self) -> None:
         """Load or connect now (otherwise it happens on the first message)."""

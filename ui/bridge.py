@@ -190,7 +190,8 @@ class Bridge(QObject):
     async def trace(self, trace_id: str) -> list[EventNode]:
         return await self.core.timeline.trace_tree(trace_id)
 
-    async def event(self, event_id: str) -> Event | None:
+    async def get_event(self, event_id: str) -> Event | None:
+        """One timeline event by id (not `event`: that name is QObject's event handler)."""
         return await self.core.timeline.get(event_id)
 
     async def walk_to_origin(self, event_id: str) -> list[Event]:

@@ -100,3 +100,17 @@ async def test_a_stopped_turn_withdraws_its_question() -> None:
         turn.cancel()
         await turn.result()
         assert broker.pending == {}
+
+
+async def test_applied_settings_take_effect_on_the_next_turn() -> None:
+    from core.settings import load_settings
+
+    async with scripted_core(["one", "two"]) as (core, provider):
+        session = await core.new_session()
+        await run_turn(core, session.id, "first")
+        changed = load_settings(None, {"agent": {"system_prompt": "Be terse."}, "tools": {"disabled": ["shell"]}})
+        await core.apply_settings(changed.settings)
+        await run_turn(core, session.id, "second")
+        assert provider.calls[-1][0].content == "Be terse."
+        assert "shell" not in provider.tools_seen[-1] and "shell" in provider.tools_seen[0]
+        assert not core.tool_enabled("shell")

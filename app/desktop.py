@@ -1,0 +1,171 @@
+"""The desktop app: builds the core and the window, and wires tray, quick-ask, dialogs and shutdown.
+
+The window is shown before the core starts, so the first paint does not wait for the database, MCP
+servers or the model; the panes fill in once `core.start()` returns. The model loads in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from core.approvals import ApprovalBroker
+from core.errors import ShoalError
+from core.providers.base import Provider
+from core.service import AgentCore
+from core.settings import LoadedSettings, load_settings
+from ui.bridge import Bridge
+from ui.main_window import MainWindow
+from ui.tasks import spawn
+from ui.theme import apply_theme
+
+log = logging.getLogger(__name__)
+
+
+class DesktopApp:
+    def __init__(self, qapp: QApplication, loaded: LoadedSettings, *, provider: Provider | None = None) -> None:
+        self.qapp = qapp
+        self.loaded = loaded
+        self.broker = ApprovalBroker()
+        self.core = AgentCore(loaded.settings, provider=provider, approve=self.broker.ask)
+        self.bridge = Bridge(self.core, self.broker)
+        self.window = MainWindow(self.bridge)
+        self.quit_event = asyncio.Event()
+        self.tray: Any = None
+        self._quick_ask: Any = None
+        self._dialogs: list[Any] = []
+        self.window.quitRequested.connect(self.quit)
+        self.window.settingsRequested.connect(self.open_settings)
+        qapp.aboutToQuit.connect(self.quit)
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def start(self, *, quick_ask: bool = False, show: bool = True) -> None:
+        apply_theme(self.qapp, self.loaded.settings.appearance.theme)
+        self._setup_tray()
+        if show and not quick_ask:
+            self.window.show()
+        await self.core.start()
+        await self.window.start()
+        if self._needs_model():
+            self.open_first_run()
+        else:
+            self.bridge.load_model()
+        if quick_ask:
+            self.show_quick_ask()
+
+    async def run(self, *, quick_ask: bool = False) -> int:
+        try:
+            await self.start(quick_ask=quick_ask)
+        except ShoalError as exc:
+            self._fatal(exc)
+            return exc.exit_code
+        await self.quit_event.wait()
+        await self.shutdown()
+        return 0
+
+    def quit(self) -> None:
+        self.quit_event.set()
+
+    async def shutdown(self) -> None:
+        self.window.save_layout()
+        for session_id in list(self.bridge._turns):
+            self.bridge.stop(session_id)
+        await self.core.stop()
+        if self.tray is not None:
+            self.tray.hide()
+
+    def _fatal(self, exc: ShoalError) -> None:
+        log.error("desktop start failed: %s", exc.describe())
+        box = QMessageBox(QMessageBox.Icon.Critical, "Shoal cannot start", exc.message, QMessageBox.StandardButton.Ok)
+        box.setInformativeText(exc.fix)
+        box.finished.connect(self.quit)
+        box.open()
+
+    # --- handling messages from a second `shoal` process ------------------------------------
+
+    def handle_message(self, message: dict[str, Any]) -> None:
+        if message.get("action") == "quick-ask":
+            self.show_quick_ask()
+        else:
+            self.window.show_and_raise()
+
+    # --- tray and quick-ask ------------------------------------------------------------------
+
+    def _setup_tray(self) -> None:
+        from ui.icons import app_icon
+        from ui.tray import Tray
+
+        self.qapp.setWindowIcon(app_icon())
+        self.tray = Tray(app_icon(), self.window)
+        self.tray.quickAskRequested.connect(self.show_quick_ask)
+        self.tray.showRequested.connect(self.window.show_and_raise)
+        self.tray.quitRequested.connect(self.quit)
+        self.window.keep_in_tray = self.tray.available
+        if self.tray.available:
+            self.tray.show()
+            self.qapp.setQuitOnLastWindowClosed(False)
+
+    @property
+    def quick_ask(self) -> Any:
+        if self._quick_ask is None:
+            from ui.quick_ask import QuickAskBox
+
+            self._quick_ask = QuickAskBox(self.bridge)
+            self._quick_ask.openInMainWindow.connect(self._open_in_main_window)
+        return self._quick_ask
+
+    def show_quick_ask(self) -> None:
+        self.quick_ask.popup()
+
+    def _open_in_main_window(self, session_id: str) -> None:
+        self.window.show_and_raise()
+        spawn(self.window.chat.open_session(session_id))
+
+    # --- settings and first run --------------------------------------------------------------
+
+    def _needs_model(self) -> bool:
+        from app.first_run import needs_model
+
+        return not self.core._provider_given and needs_model(self.core.settings)
+
+    def _setup_service(self) -> Any:
+        from core.setup import SetupService
+
+        return SetupService(self.loaded)
+
+    def open_first_run(self) -> None:
+        from ui.dialogs.first_run import FirstRunDialog
+
+        dialog = FirstRunDialog(self._setup_service(), self.window)
+        dialog.modelChosen.connect(lambda: spawn(self.settings_saved()))
+        self._keep(dialog)
+        dialog.open()
+
+    def open_settings(self) -> None:
+        from ui.dialogs.settings import SettingsDialog
+
+        dialog = SettingsDialog(self._setup_service(), self.window)
+        dialog.saved.connect(lambda: spawn(self.settings_saved()))
+        self._keep(dialog)
+        dialog.open()
+
+    def _keep(self, dialog: Any) -> None:
+        self._dialogs.append(dialog)
+        dialog.finished.connect(lambda _result: self._dialogs.remove(dialog) if dialog in self._dialogs else None)
+
+    async def settings_saved(self) -> None:
+        """Reload settings from every layer and hand them to the core; reload the model if it changed."""
+        try:
+            self.loaded = load_settings(self.loaded.config_file, {})
+        except ShoalError as exc:
+            self.bridge.errorRaised.emit(exc.to_dict())
+            return
+        await self.core.apply_settings(self.loaded.settings)
+        apply_theme(self.qapp, self.loaded.settings.appearance.theme)
+        self.bridge.toolsChanged.emit()
+        if not self._needs_model():
+            self.bridge.load_model()

@@ -1,0 +1,153 @@
+"""Starting the desktop app: one QApplication, one qasync loop, one running instance per user.
+
+`shoal` (no command) opens the window; `shoal --quick-ask` opens the quick-ask box, forwarding to the
+running instance if there is one (bind it to a desktop shortcut); `shoal --smoke-test OUT.png` proves
+the whole stack works, headless if needed, and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.errors import ShoalError
+from core.settings import LoadedSettings
+
+
+def _has_display() -> bool:
+    if sys.platform != "linux" or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def make_qapp() -> Any:
+    from PySide6.QtWidgets import QApplication
+
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
+    app.setApplicationName("Shoal")
+    app.setOrganizationName("shoal")
+    app.setDesktopFileName("shoal")
+    return app
+
+
+def run_desktop(loaded: LoadedSettings, *, quick_ask: bool = False) -> int:
+    if not _has_display():
+        print(
+            "Shoal's window needs a desktop session (no DISPLAY or WAYLAND_DISPLAY is set).\n"
+            "  → Run it from your desktop, or use the terminal: `shoal chat`.",
+            file=sys.stderr,
+        )
+        return 2
+    import qasync
+    from ui.single_instance import SingleInstance
+
+    app = make_qapp()
+    instance = SingleInstance()
+    if not instance.claim():
+        sent = instance.send({"action": "quick-ask" if quick_ask else "show"})
+        return 0 if sent else 1
+    from app.desktop import DesktopApp
+
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    with loop:
+        desktop = DesktopApp(app, loaded)
+        instance.messageReceived.connect(desktop.handle_message)
+        return int(loop.run_until_complete(desktop.run(quick_ask=quick_ask)))
+
+
+def run_smoke_test(out: Path, timeout: float = 60.0) -> int:
+    """Open the main window, run one scripted chat turn through the real core, save a screenshot, exit."""
+    if not _has_display():
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    import tempfile
+
+    import qasync
+
+    from core.settings import load_settings
+
+    app = make_qapp()
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    with tempfile.TemporaryDirectory(prefix="shoal-smoke-") as tmp, loop:
+        loaded = load_settings(
+            Path(tmp) / "config.toml",
+            {"paths": {"data_dir": str(Path(tmp) / "data")}, "tools": {"workspace": str(Path(tmp) / "ws")}},
+        )
+        try:
+            return int(loop.run_until_complete(asyncio.wait_for(_smoke(app, loaded, out), timeout)))
+        except (TimeoutError, ShoalError, AssertionError) as exc:
+            print(f"smoke test failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+
+
+async def _smoke(app: Any, loaded: LoadedSettings, out: Path) -> int:
+    from app.desktop import DesktopApp
+    from core import events as ev
+    from core.providers.scripted import ScriptedProvider
+
+    reply = "Hello from Shoal. The smoke test ran one turn through the real core."
+    desktop = DesktopApp(app, loaded, provider=ScriptedProvider([reply]))
+    ended: list[Any] = []
+    desktop.bridge.turnEnded.connect(lambda _sid, final: ended.append(final))
+    await desktop.start()
+    desktop.window.chat.ask("Are you there?")
+    while not ended:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)  # let the transcript and timeline repaint
+    final = ended[0]
+    ok = isinstance(final, ev.TurnFinished) and final.status == "ok" and final.text == reply
+    out.parent.mkdir(parents=True, exist_ok=True)
+    saved = desktop.window.grab().save(str(out))
+    await desktop.shutdown()
+    print(f"smoke test {'passed' if ok and saved else 'FAILED'}: screenshot {out}", file=sys.stderr)
+    return 0 if ok and saved else 1
+
+
+def run_startup_probe() -> int:
+    """For bench/startup.py and the startup test: time to the first shown window, memory, heavy imports."""
+    import json
+    import resource
+    import tempfile
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    if not _has_display():
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    started = float(os.environ.get("SHOAL_PROBE_T0", "0")) or time.time()
+    import qasync
+
+    from core.settings import load_settings
+
+    app = make_qapp()
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="shoal-probe-") as tmp, loop:
+        loaded = load_settings(
+            Path(tmp) / "config.toml",
+            {"paths": {"data_dir": str(Path(tmp) / "data")}, "tools": {"workspace": str(Path(tmp) / "ws")}},
+        )
+        from app.desktop import DesktopApp
+
+        desktop = DesktopApp(app, loaded)
+        desktop.window.show()
+        app.processEvents()  # the first paint
+
+        def measured() -> None:
+            result["first_window_s"] = time.time() - started
+            result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            heavy = ("torch", "sentence_transformers", "llama_cpp", "aiokafka", "mcp", "openai", "numpy")
+            result["heavy_modules"] = [m for m in heavy if m in sys.modules]
+            desktop.quit()
+
+        QTimer.singleShot(0, measured)
+        loop.run_until_complete(desktop.quit_event.wait())
+        desktop.window.close()
+    print(json.dumps(result))
+    return 0

@@ -1,0 +1,160 @@
+"""The main window: chat in the middle, the timeline and the tools as docks a person can move, resize and hide."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QWidget
+
+from ui.bridge import Bridge
+from ui.panes.chat import ChatPane
+from ui.panes.timeline import TimelinePane
+from ui.panes.tools import ToolsPane
+from ui.tasks import spawn
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    settingsRequested = Signal()
+    quitRequested = Signal()
+
+    def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.keep_in_tray = False  # set by the app when a tray icon exists
+        self.setWindowTitle("Shoal")
+        self.resize(1280, 800)
+        self.chat = ChatPane(bridge, self)
+        self.setCentralWidget(self.chat)
+        self.timeline = TimelinePane(bridge, self)
+        self.tools = ToolsPane(bridge, self)
+        self.timeline_dock = self._dock("Timeline", self.timeline, "timeline")
+        self.tools_dock = self._dock("Tools", self.tools, "tools")
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.timeline_dock)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.tools_dock)
+        self.splitDockWidget(self.timeline_dock, self.tools_dock, Qt.Orientation.Vertical)
+        self.resizeDocks([self.timeline_dock], [460], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.timeline_dock, self.tools_dock], [520, 280], Qt.Orientation.Vertical)
+        self._status_model = QLabel("starting…")
+        self._status_approvals = QLabel("")
+        self.statusBar().addWidget(self._status_model, 1)
+        self.statusBar().addPermanentWidget(self._status_approvals)
+        self._build_menus()
+        self._connect()
+        self._restore_layout()
+
+    def _dock(self, title: str, widget: QWidget, name: str) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock-{name}")
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetClosable
+            | QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
+        return dock
+
+    def _action(
+        self, text: str, slot: Any, shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None
+    ) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addAction(self._action("New thread", lambda: spawn(self.chat.new_thread()), "Ctrl+N"))
+        file_menu.addAction(self._action("Export thread as Markdown…", lambda: self._export("markdown")))
+        file_menu.addAction(self._action("Export thread as JSON…", lambda: self._export("json")))
+        file_menu.addSeparator()
+        file_menu.addAction(
+            self._action("Settings…", self.settingsRequested.emit, QKeySequence.StandardKey.Preferences)
+        )
+        file_menu.addSeparator()
+        file_menu.addAction(self._action("Quit", self.quitRequested.emit, QKeySequence.StandardKey.Quit))
+        edit_menu = bar.addMenu("&Edit")
+        edit_menu.addAction(self._action("Find in thread", self.chat.show_find, QKeySequence.StandardKey.Find))
+        edit_menu.addAction(self._action("Search all threads", self.chat.show_search, "Ctrl+Shift+F"))
+        view_menu = bar.addMenu("&View")
+        for dock, key in ((self.timeline_dock, "Ctrl+Shift+T"), (self.tools_dock, "Ctrl+Shift+O")):
+            toggle = dock.toggleViewAction()
+            toggle.setShortcut(QKeySequence(key))
+            view_menu.addAction(toggle)
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self._action("About Shoal", self._about))
+
+    def _connect(self) -> None:
+        self.chat.sessionSelected.connect(self.timeline.set_session)
+        self.tools.pendingCountChanged.connect(self._on_pending)
+        self.bridge.modelState.connect(self._on_model_state)
+        self.bridge.errorRaised.connect(
+            lambda error: self.statusBar().showMessage(f"{error.get('message', '')} → {error.get('fix', '')}", 15000)
+        )
+
+    async def start(self) -> None:
+        """Load every pane's data once the core is running."""
+        await asyncio.gather(self.chat.start(), self.timeline.start(), self.tools.start())
+
+    # --- reactions ---------------------------------------------------------------------------
+
+    def _on_pending(self, count: int) -> None:
+        self._status_approvals.setText(f"⚠ {count} approval{'s' * (count != 1)} waiting" if count else "")
+        if count:
+            self.tools_dock.show()
+            self.tools_dock.raise_()
+            if self.isHidden() or self.isMinimized():
+                self.show_and_raise()
+
+    def _on_model_state(self, state: str, detail: str) -> None:
+        icons = {"loading": "⏳ Loading", "ready": "● Ready:", "error": "✗ Model error:"}
+        self._status_model.setText(f"{icons.get(state, state)} {detail}")
+
+    def _export(self, fmt: str) -> None:
+        if self.chat.current_session_id() is None:
+            return
+        suffix = "md" if fmt == "markdown" else "json"
+        path, _ = QFileDialog.getSaveFileName(self, "Export thread", f"thread.{suffix}", f"*.{suffix}")
+        if path:
+            spawn(self.chat.export_current(fmt, path))
+
+    def _about(self) -> None:
+        box = QMessageBox(QMessageBox.Icon.Information, "About Shoal", "", QMessageBox.StandardButton.Ok, self)
+        box.setText("<b>Shoal</b><br>A personal assistant with a local agent core.<br>Offline and private by default.")
+        box.open()
+
+    def show_and_raise(self) -> None:
+        self.showNormal()
+        self.raise_()
+        self.activateWindow()
+
+    # --- layout persistence and closing --------------------------------------------------------
+
+    def _restore_layout(self) -> None:
+        stored = QSettings("shoal", "desktop")
+        geometry, state = stored.value("geometry"), stored.value("state")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+
+    def save_layout(self) -> None:
+        stored = QSettings("shoal", "desktop")
+        stored.setValue("geometry", self.saveGeometry())
+        stored.setValue("state", self.saveState())
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_layout()
+        if self.keep_in_tray:
+            event.ignore()
+            self.hide()  # the app keeps running in the tray
+            return
+        event.accept()
+        self.quitRequested.emit()
