@@ -58,12 +58,14 @@ def run_async(coro: Any) -> Any:
 @click.option("--quick-ask", is_flag=True, help="open the quick-ask box (in the running app, if there is one)")
 @click.option("--smoke-test", type=click.Path(path_type=Path), help="run one scripted turn in the window, save a PNG")
 @click.option("--startup-probe", is_flag=True, hidden=True, help="print first-window timing as JSON and exit")
+@click.option("--screenshots", type=click.Path(path_type=Path), hidden=True, help="with --smoke-test: more PNGs here")
 @click.version_option(package_name="shoal")
 @click.pass_context
 def cli(ctx: click.Context, config: Path | None, model_path: str | None, endpoint: str | None, **flags: Any) -> None:
     """Shoal: a personal assistant with a local agent core. Without a command, opens the desktop app."""
     verbose = flags.pop("verbose")
     quick_ask, smoke_test, probe = flags.pop("quick_ask"), flags.pop("smoke_test"), flags.pop("startup_probe")
+    screenshots = flags.pop("screenshots")
     overrides = cli_overrides(model=model_path, endpoint=endpoint, **flags)
     ctx.obj = Context(config, overrides, verbose)
     if ctx.invoked_subcommand is not None:
@@ -73,7 +75,7 @@ def cli(ctx: click.Context, config: Path | None, model_path: str | None, endpoin
     if probe:
         sys.exit(gui.run_startup_probe())
     if smoke_test is not None:
-        sys.exit(gui.run_smoke_test(smoke_test))
+        sys.exit(gui.run_smoke_test(smoke_test, screenshots=screenshots))
     try:
         loaded = ctx.obj.settings()
     except ShoalError as exc:

@@ -88,8 +88,13 @@ class DesktopApp:
     # --- handling messages from a second `shoal` process ------------------------------------
 
     def handle_message(self, message: dict[str, Any]) -> None:
-        if message.get("action") == "quick-ask":
+        """A second `shoal` process forwarded its request here (see ui.single_instance)."""
+        action = message.get("action")
+        log.info("request from another shoal process: %s", action)
+        if action == "quick-ask":
             self.show_quick_ask()
+        elif action == "quit":
+            self.quit()
         else:
             self.window.show_and_raise()
 

@@ -43,6 +43,7 @@ def run_desktop(loaded: LoadedSettings, *, quick_ask: bool = False) -> int:
         )
         return 2
     import qasync
+
     from ui.single_instance import SingleInstance
 
     app = make_qapp()
@@ -60,8 +61,9 @@ def run_desktop(loaded: LoadedSettings, *, quick_ask: bool = False) -> int:
         return int(loop.run_until_complete(desktop.run(quick_ask=quick_ask)))
 
 
-def run_smoke_test(out: Path, timeout: float = 60.0) -> int:
-    """Open the main window, run one scripted chat turn through the real core, save a screenshot, exit."""
+def run_smoke_test(out: Path, timeout: float = 60.0, *, screenshots: Path | None = None) -> int:
+    """Open the main window, run one scripted chat turn through the real core, save a screenshot, exit.
+    With `screenshots`, also save the quick-ask box and the settings dialog there (for docs and review)."""
     if not _has_display():
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     import tempfile
@@ -79,19 +81,45 @@ def run_smoke_test(out: Path, timeout: float = 60.0) -> int:
             {"paths": {"data_dir": str(Path(tmp) / "data")}, "tools": {"workspace": str(Path(tmp) / "ws")}},
         )
         try:
-            return int(loop.run_until_complete(asyncio.wait_for(_smoke(app, loaded, out), timeout)))
+            work = _smoke(app, loaded, out, screenshots)
+            return int(loop.run_until_complete(asyncio.wait_for(work, timeout)))
         except (TimeoutError, ShoalError, AssertionError) as exc:
             print(f"smoke test failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
 
 
-async def _smoke(app: Any, loaded: LoadedSettings, out: Path) -> int:
+async def _settle(seconds: float = 0.3) -> None:
+    await asyncio.sleep(seconds)  # let layouts and repaints happen before a grab
+
+
+async def _extra_shots(desktop: Any, folder: Path) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    box = desktop.quick_ask
+    box.popup()
+    ended: list[Any] = []
+    desktop.bridge.turnEnded.connect(lambda _sid, final: ended.append(final))
+    box.ask("What's the tide doing?")
+    while not ended:
+        await asyncio.sleep(0.02)
+    await _settle()
+    saved = box.grab().save(str(folder / "quick_ask.png"))
+    box.hide()
+    desktop.open_settings()
+    await _settle()
+    dialog = desktop._dialogs[-1]
+    saved = dialog.grab().save(str(folder / "settings.png")) and saved
+    dialog.reject()
+    return bool(saved)
+
+
+async def _smoke(app: Any, loaded: LoadedSettings, out: Path, screenshots: Path | None = None) -> int:
     from app.desktop import DesktopApp
     from core import events as ev
     from core.providers.scripted import ScriptedProvider
 
     reply = "Hello from Shoal. The smoke test ran one turn through the real core."
-    desktop = DesktopApp(app, loaded, provider=ScriptedProvider([reply]))
+    extra = "The tide is rising: high water at **18:42**, then it turns."
+    desktop = DesktopApp(app, loaded, provider=ScriptedProvider([reply, extra]))
     ended: list[Any] = []
     desktop.bridge.turnEnded.connect(lambda _sid, final: ended.append(final))
     await desktop.start()
@@ -103,6 +131,8 @@ async def _smoke(app: Any, loaded: LoadedSettings, out: Path) -> int:
     ok = isinstance(final, ev.TurnFinished) and final.status == "ok" and final.text == reply
     out.parent.mkdir(parents=True, exist_ok=True)
     saved = desktop.window.grab().save(str(out))
+    if screenshots is not None:
+        saved = await _extra_shots(desktop, screenshots) and saved
     await desktop.shutdown()
     print(f"smoke test {'passed' if ok and saved else 'FAILED'}: screenshot {out}", file=sys.stderr)
     return 0 if ok and saved else 1

@@ -21,7 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import qasync
 from PySide6.QtWidgets import QApplication
-from ui.panes.chat import ChatPane
 
 from core.approvals import ApprovalBroker
 from core.providers.base import TextDelta
@@ -29,6 +28,7 @@ from core.providers.scripted import ScriptedProvider
 from core.service import AgentCore
 from core.settings import load_settings
 from ui.bridge import Bridge
+from ui.panes.chat import ChatPane
 
 TOKENS, RATE = 1000, 200  # a 5-second answer
 WORDS = ["The", "tide", "turns", "twice", "a", "day", "**and**", "the", "`lighthouse`", "keeper", "logs", "it.\n\n"]

@@ -1,0 +1,143 @@
+"""How one timeline event reads in a row: label, tokens, duration, time, colour and filter category.
+
+Pure functions over `core.timeline.store.Event`, kept apart from the widgets so the tree, the detail panel and
+tests agree on one wording, and so a row can be formatted without touching Qt.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from core.timeline.store import Event
+
+# Mid-saturation colours that stay readable on both the light and the dark Fusion palette.
+KIND_COLORS = {
+    "user.message": "#3b82f6",
+    "llm.request": "#8b5cf6",
+    "llm.response": "#a855f7",
+    "tool.call": "#0d9488",
+    "tool.result": "#14b8a6",
+    "approval": "#d97706",
+    "error": "#dc2626",
+    "turn.end": "#6b7280",
+}
+ERROR_COLOR = "#e04848"
+STATUS_COLORS = {"error": ERROR_COLOR, "denied": "#d97706", "cancelled": "#8a8a8a", "max_iterations": "#d97706"}
+
+FILTERS = ("All", "LLM calls", "Tool calls", "Approvals", "Errors")
+
+_DECISIONS = {
+    "approve_once": "approved once",
+    "approve_session": "approved for the session",
+    "deny": "denied",
+    "auto": "auto-approved (policy)",
+    "session": "approved earlier in the session",
+}
+
+
+def short(text: str, limit: int = 80) -> str:
+    """One line, at most `limit` characters: rows stay one line high however long the payload."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
+def is_error(event: Event) -> bool:
+    return event.kind == "error" or event.status == "error"
+
+
+def matches(event: Event, category: str) -> bool:
+    """Whether `event` belongs to a filter category of `FILTERS`."""
+    if category == "LLM calls":
+        return event.kind.startswith("llm.")
+    if category == "Tool calls":
+        return event.kind.startswith("tool.")
+    if category == "Approvals":
+        return event.kind == "approval"
+    if category == "Errors":
+        return is_error(event)
+    return True
+
+
+def label(event: Event) -> str:
+    """The event column: the kind, then what this step was about (message, model, arguments, output…)."""
+    p = event.payload
+    kind = event.kind
+    if kind == "user.message":
+        return f"“{short(p.get('text', ''), 90)}”"
+    if kind == "llm.request":
+        return f"llm.request · {event.name}  ({p.get('messages', '?')} msgs, {len(p.get('tools', []))} tools)"
+    if kind == "llm.response":
+        calls = [c.get("name", "?") for c in p.get("tool_calls", [])]
+        said = f"→ {', '.join(calls)}()" if calls else f"“{short(p.get('text', ''), 60)}”"
+        return f"llm.response · {event.name}  {said}"
+    if kind == "tool.call":
+        args = p.get("arguments", p.get("raw", {}))
+        return f"tool.call · {event.name}  {short(compact_json(args), 70)}"
+    if kind == "tool.result":
+        return f"tool.result · {event.name}  → {short(p.get('output', ''), 60)}"
+    if kind == "approval":
+        decision = p.get("decision", "")
+        return f"approval · {event.name}: {_DECISIONS.get(decision, decision)}"
+    if kind == "error":
+        return f"error · {event.name}: {short(p.get('message', ''), 70)}"
+    if kind == "turn.end":
+        return f"turn.end · {event.status}, {p.get('iterations', '?')} model call(s)"
+    return f"{kind} · {event.name}" if event.name else kind
+
+
+def tooltip(event: Event) -> str:
+    """The long version of the label: the full message, arguments or output (capped)."""
+    p = event.payload
+    text = {
+        "user.message": p.get("text"),
+        "llm.response": p.get("text") or compact_json(p.get("tool_calls", [])),
+        "tool.call": pretty_json(p.get("arguments", p.get("raw", {}))),
+        "tool.result": p.get("output"),
+        "approval": p.get("summary"),
+        "error": f"{p.get('message', '')}\n→ {p.get('fix', '')}",
+    }.get(event.kind)
+    return str(text)[:2000] if text else label(event)
+
+
+def tokens(event: Event) -> str:
+    """'in→out' for a model call (turn.end shows the turn's totals); '~' marks estimated counts."""
+    if event.kind == "turn.end" and "input_tokens" in event.payload:
+        return f"Σ {event.payload['input_tokens']}→{event.payload['output_tokens']}"
+    if event.input_tokens is None and event.output_tokens is None:
+        return ""
+    estimated = "~" if event.payload.get("tokens_estimated") else ""
+    return f"{estimated}{event.input_tokens or 0}→{event.output_tokens or 0}"
+
+
+def duration(event: Event) -> str:
+    ms = event.duration_ms
+    if ms is None:
+        return ""
+    return f"{ms:.1f}" if ms < 10 else f"{ms:,.0f}"
+
+
+def local_time(ts: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone()
+    except ValueError:
+        return None
+
+
+def time_text(event: Event, *, with_date: bool = False) -> str:
+    """Local wall-clock time; a trace row from another day also shows the date."""
+    when = local_time(event.ts)
+    if when is None:
+        return event.ts
+    if with_date and when.date() != datetime.now().astimezone().date():
+        return when.strftime("%b %d %H:%M:%S")
+    return when.strftime("%H:%M:%S")

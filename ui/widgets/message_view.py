@@ -1,0 +1,397 @@
+"""The transcript of one thread: recorded messages rendered as Markdown, plus the answer being streamed.
+
+Recorded messages are rendered once per load (what is shown is what the core recorded). The answer that is
+still streaming lives in a "live region" at the end of the document: its parts are owned by the chat pane
+(which appends deltas to the list it passed in) and only that region is re-rendered, coalesced by a timer,
+so a fast token stream never re-lays out the whole thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import QPoint, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import (
+    QContextMenuEvent,
+    QDesktopServices,
+    QFont,
+    QFontDatabase,
+    QGuiApplication,
+    QTextBlockFormat,
+    QTextCharFormat,
+    QTextCursor,
+    QTextDocument,
+    QTextFormat,
+    QTextFrameFormat,
+)
+from PySide6.QtWidgets import QFrame, QMenu, QTextBrowser, QWidget
+
+from core.timeline.sessions import TranscriptEntry
+from ui.widgets.transcript_format import Colors, Notice, Part, meta_line, tool_line
+
+LIVE_RENDER_MS = 40
+MARKDOWN = QTextDocument.MarkdownFeature(
+    QTextDocument.MarkdownFeature.MarkdownDialectGitHub.value | QTextDocument.MarkdownFeature.MarkdownNoHTML.value
+)
+
+
+@dataclass(frozen=True)
+class _Range:
+    """Where one message sits in the document, and its raw text (what "Copy message" copies)."""
+
+    start: int
+    end: int
+    index: int  # position in the transcript; -1 for the live answer
+    text: str
+
+
+class MessageView(QTextBrowser):
+    regenerateRequested = Signal()
+    copied = Signal(str)  # the text put on the clipboard
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.document().setDocumentMargin(18)
+        self.anchorClicked.connect(self._on_anchor)
+        self._entries: list[TranscriptEntry] = []
+        self._ranges: list[_Range] = []
+        self._results: dict[str | None, str] = {}
+        self._called: set[str] = set()
+        self._last_assistant = -1
+        self._live: list[Part] | None = None
+        self._live_start = 0
+        self._colors = Colors.from_palette(self.palette())
+        self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont).family()
+        self._menu: QMenu | None = None
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(LIVE_RENDER_MS)
+        self._timer.timeout.connect(self._render_live)
+        self._write_empty()
+
+    # --- what the pane calls -------------------------------------------------------------------
+
+    def show_transcript(
+        self, entries: list[TranscriptEntry], notice: Notice | None = None, live: list[Part] | None = None
+    ) -> None:
+        """Render a whole thread; `live` (by reference) is the answer still streaming, if any."""
+        stick = self._at_bottom()
+        self._timer.stop()
+        self._entries, self._live, self._ranges = list(entries), live, []
+        self._results = {e.message.tool_call_id: e.message.content for e in entries if e.message.role == "tool"}
+        self._called = {call.id for e in entries for call in e.message.tool_calls}
+        self._last_assistant = max((i for i, e in enumerate(entries) if e.message.role == "assistant"), default=-1)
+        self._colors = Colors.from_palette(self.palette())
+        self.document().clear()
+        if not entries and notice is None and live is None:
+            self._write_empty()
+            return
+        for index, entry in enumerate(self._entries):
+            self._write_entry(index, entry)
+        if notice is not None:
+            self._write_notice(notice)
+        self._live_start = self._end().position()
+        if live is not None:
+            self._render_live()
+        if stick:
+            self.scroll_to_bottom()
+
+    def add_pending_user(self, text: str) -> None:
+        """Show a just-sent question at once; the reload after the turn starts replaces it with the record."""
+        if not self._entries and not self._ranges:
+            self.document().clear()
+        self._cut_live()
+        self._write_user(len(self._entries), text)
+        self._live_start = self._end().position()
+        self.scroll_to_bottom()
+
+    def set_live(self, live: list[Part] | None) -> None:
+        """Start (or drop) the streaming region at the end of the thread."""
+        self._live = live
+        self._render_live()
+
+    def live_changed(self) -> None:
+        """The live parts grew: re-render the live region soon, once for however many deltas arrive."""
+        if self._live is not None and not self._timer.isActive():
+            self._timer.start()
+
+    def flush(self) -> None:
+        """Render pending streamed text now (before reading the view's text)."""
+        if self._timer.isActive():
+            self._timer.stop()
+            self._render_live()
+
+    def last_answer(self) -> str | None:
+        answers = [e.message.content for e in self._entries if e.message.role == "assistant" and e.message.content]
+        return answers[-1] if answers else None
+
+    def message_text_at(self, pos: QPoint) -> str | None:
+        """The raw text of the message under a viewport point (what "Copy message" copies)."""
+        position = self.cursorForPosition(pos).position()
+        for item in self._ranges:
+            if item.start <= position <= item.end:
+                return item.text
+        return None
+
+    def copy_text(self, text: str) -> None:
+        QGuiApplication.clipboard().setText(text)
+        self.copied.emit(text)
+
+    def copy_last_answer(self) -> bool:
+        answer = self.last_answer()
+        if answer is not None:
+            self.copy_text(answer)
+        return answer is not None
+
+    def reveal(self, index: int, term: str = "") -> bool:
+        """Scroll to message `index` and select the first `term` in it (search results land here)."""
+        target = next((r for r in self._ranges if r.index >= index), None)
+        if target is None:
+            return False
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(target.start)
+        if term:
+            found = self.document().find(term, target.start)
+            if not found.isNull() and found.selectionStart() <= target.end:
+                cursor = found
+        self.setTextCursor(cursor)
+        self.ensureCursorVisible()
+        return True
+
+    def scroll_to_bottom(self) -> None:
+        bar = self.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
+    # --- Qt overrides ----------------------------------------------------------------------------
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:
+        """The standard menu plus per-message actions; shown with popup() so no nested event loop runs."""
+        menu = self.createStandardContextMenu(event.pos())
+        menu.setParent(self, menu.windowFlags())
+        menu.addSeparator()
+        text = self.message_text_at(event.pos())
+        copy = menu.addAction("Copy message")
+        copy.setEnabled(text is not None)
+        copy.triggered.connect(lambda: self.copy_text(text or ""))
+        menu.addAction("Copy answer", self.copy_last_answer).setEnabled(self.last_answer() is not None)
+        regenerate = menu.addAction("Regenerate answer", self.regenerateRequested.emit)
+        regenerate.setEnabled(self._live is None and any(e.message.role == "assistant" for e in self._entries))
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self._menu = menu
+        menu.popup(event.globalPos())
+
+    def loadResource(self, kind: int, name: QUrl) -> object:
+        """Never fetch images or files named by a model's Markdown."""
+        return None
+
+    # --- rendering -------------------------------------------------------------------------------
+
+    def _end(self) -> QTextCursor:
+        return self.document().rootFrame().lastCursorPosition()
+
+    def _at_bottom(self) -> bool:
+        bar = self.verticalScrollBar()
+        return bar.value() >= bar.maximum() - 40
+
+    def _block(self, cursor: QTextCursor, char: QTextCharFormat | None = None, top: float = 0) -> None:
+        """Start a fresh paragraph at `cursor`, reusing an empty trailing one (no stray blank lines)."""
+        fmt = QTextBlockFormat()
+        fmt.setTopMargin(top)
+        char = char or QTextCharFormat()
+        block = cursor.block()
+        if block.length() == 1 and cursor.atBlockStart():
+            if block.textList() is not None:
+                block.textList().remove(block)
+            cursor.setBlockFormat(fmt)
+            cursor.setBlockCharFormat(char)
+            cursor.setCharFormat(char)
+        else:
+            cursor.insertBlock(fmt, char)
+
+    def _char(self, *, bold: bool = False, muted: bool = False, small: bool = False) -> QTextCharFormat:
+        fmt = QTextCharFormat()
+        if bold:
+            fmt.setFontWeight(QFont.Weight.DemiBold)
+        if muted:
+            fmt.setForeground(self._colors.muted)
+        if small:
+            fmt.setFontPointSize(max(7.0, self.font().pointSizeF() - 1.5))
+        return fmt
+
+    def _write_empty(self) -> None:
+        cursor = self._end()
+        fmt = QTextBlockFormat()
+        fmt.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+        fmt.setTopMargin(60)
+        cursor.setBlockFormat(fmt)
+        cursor.insertText("Ask anything — the answer streams in here.", self._char(muted=True))
+
+    def _write_entry(self, index: int, entry: TranscriptEntry) -> None:
+        message = entry.message
+        if message.role == "user":
+            self._write_user(index, message.content)
+        elif message.role == "assistant":
+            self._write_assistant(index, entry)
+        elif message.role == "tool" and message.tool_call_id not in self._called:
+            line, tip = tool_line(message.name or "tool", "", message.content)
+            self._write_tool(index, line, tip, message.content)
+
+    def _write_user(self, index: int, text: str) -> None:
+        cursor = self._end()
+        if cursor.position() == 0:  # the document's first, empty paragraph would sit above the frame
+            squash = QTextBlockFormat()
+            squash.setLineHeight(0, QTextBlockFormat.LineHeightTypes.FixedHeight.value)
+            cursor.setBlockFormat(squash)
+        frame_fmt = QTextFrameFormat()
+        frame_fmt.setBackground(self._colors.user_bg)
+        frame_fmt.setPadding(10)
+        frame_fmt.setTopMargin(10)
+        frame_fmt.setBottomMargin(4)
+        frame = cursor.insertFrame(frame_fmt)
+        cursor.insertText("You", self._char(bold=True, muted=True, small=True))
+        self._block(cursor)
+        self._markdown(cursor, text)
+        self._ranges.append(_Range(frame.firstPosition(), frame.lastPosition(), index, text))
+
+    def _write_assistant(self, index: int, entry: TranscriptEntry) -> None:
+        cursor = self._end()
+        start = cursor.position()
+        previous = self._entries[index - 1].message.role if index else "user"
+        if previous == "user":
+            self._block(cursor, self._char(bold=True), top=12)
+            cursor.insertText("Shoal")
+        for call in entry.message.tool_calls:
+            result = self._results.get(call.id)
+            line, tip = tool_line(call.name, call.arguments, result)
+            self._write_tool(index, line, tip, tip)
+            cursor = self._end()
+        if entry.message.content:
+            self._block(cursor, top=4)
+            self._markdown(cursor, entry.message.content)
+            self._write_footer(index, entry)
+        self._ranges.append(_Range(start, self._end().position(), index, entry.message.content))
+
+    def _write_tool(self, index: int, line: str, tip: str, copy: str) -> None:
+        cursor = self._end()
+        start = cursor.position()
+        fmt = self._char(muted=True, small=True)
+        fmt.setToolTip(tip)
+        self._block(cursor, fmt, top=2)
+        cursor.insertText(line, fmt)
+        if index >= 0:
+            self._ranges.append(_Range(start, cursor.position(), index, copy))
+
+    def _write_footer(self, index: int, entry: TranscriptEntry) -> None:
+        """Model, token figures and timing under an answer, with Copy (and Regenerate on the last one)."""
+        cursor = self._end()
+        muted = self._char(muted=True, small=True)
+        self._block(cursor, muted, top=4)
+        cursor.insertText(meta_line(entry) + "   ", muted)
+        self._link(cursor, "Copy", f"shoal:copy/{index}")
+        if index == self._last_assistant:
+            cursor.insertText("  ·  ", muted)
+            self._link(cursor, "Regenerate", "shoal:regenerate")
+
+    def _link(self, cursor: QTextCursor, text: str, href: str) -> None:
+        fmt = self._char(small=True)
+        fmt.setAnchor(True)
+        fmt.setAnchorHref(href)
+        fmt.setForeground(self._colors.accent)
+        cursor.insertText(text, fmt)
+        cursor.setCharFormat(self._char(muted=True, small=True))
+
+    def _write_notice(self, notice: Notice) -> None:
+        cursor = self._end()
+        error = notice.kind == "error"
+        fmt = self._char(muted=not error)
+        if error:
+            fmt.setForeground(self._colors.error)
+        self._block(cursor, fmt, top=10)
+        block = QTextBlockFormat()
+        block.setTopMargin(10)
+        if error:
+            block.setBackground(self._colors.error_bg)
+        cursor.setBlockFormat(block)
+        prefix = "⚠ " if error else ""
+        cursor.insertText(prefix + notice.text.replace("\n", "\u2028"), fmt)
+
+    def _markdown(self, cursor: QTextCursor, text: str) -> None:
+        start = cursor.position()
+        cursor.insertMarkdown(text, MARKDOWN)
+        self._style_code(start, cursor.position())
+
+    def _style_code(self, start: int, end: int) -> None:
+        """Code blocks and inline code get a monospace font on a tinted background."""
+        doc = self.document()
+        block = doc.findBlock(start)
+        spans: list[tuple[int, int, bool]] = []
+        while block.isValid() and block.position() <= end:
+            fence = block.blockFormat().hasProperty(QTextFormat.Property.BlockCodeFence)
+            it = block.begin()
+            while not it.atEnd():
+                fragment = it.fragment()
+                fmt = fragment.charFormat()
+                if fence or fmt.fontFixedPitch() or "monospace" in (fmt.fontFamilies() or []):
+                    spans.append((fragment.position(), fragment.position() + fragment.length(), fence))
+                it += 1
+            if fence:
+                block_fmt = QTextBlockFormat()
+                block_fmt.setBackground(self._colors.code_bg)
+                block_fmt.setLeftMargin(4)
+                QTextCursor(block).mergeBlockFormat(block_fmt)
+            block = block.next()
+        for begin, stop, fence in spans:
+            cursor = QTextCursor(doc)
+            cursor.setPosition(begin)
+            cursor.setPosition(stop, QTextCursor.MoveMode.KeepAnchor)
+            fmt = QTextCharFormat()
+            fmt.setFontFamilies([self._mono, "monospace"])
+            if not fence:
+                fmt.setBackground(self._colors.code_bg)
+            cursor.mergeCharFormat(fmt)
+
+    # --- the live answer ---------------------------------------------------------------------------
+
+    def _cut_live(self) -> QTextCursor:
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(min(self._live_start, self._end().position()))
+        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+        self._ranges = [r for r in self._ranges if r.index >= 0]
+        return cursor
+
+    def _render_live(self) -> None:
+        """Replace only the live region with the current parts (header, text as Markdown, tool lines)."""
+        stick = self._at_bottom()
+        cursor = self._cut_live()
+        if self._live is None:
+            return
+        self._block(cursor, self._char(bold=True), top=12)
+        cursor.insertText("Shoal")
+        if not self._live:
+            self._block(cursor, self._char(muted=True))
+            cursor.insertText("…", self._char(muted=True))
+        text = ""
+        for kind, value in self._live:
+            if kind == "tool":
+                self._write_tool(-1, value, value, value)
+            else:
+                cursor = self._end()
+                self._block(cursor)
+                self._markdown(cursor, value)
+                text += value
+        self._ranges.append(_Range(self._live_start, self._end().position(), -1, text))
+        if stick:
+            self.scroll_to_bottom()
+
+    def _on_anchor(self, url: QUrl) -> None:
+        if url.scheme() != "shoal":
+            QDesktopServices.openUrl(url)
+            return
+        action, _, arg = url.path().partition("/")
+        if action == "copy" and arg.isdigit() and int(arg) < len(self._entries):
+            self.copy_text(self._entries[int(arg)].message.content)
+        elif action == "regenerate":
+            self.regenerateRequested.emit()
