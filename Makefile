@@ -18,6 +18,7 @@ export OMP_WAIT_POLICY ?= passive
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@bash packaging/system-deps.sh
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required: install python3.11 (and python3.11-venv)"; exit 1; }
 	@command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || command -v clang++ >/dev/null 2>&1 || { \
 		echo "A C++ compiler is needed to build llama-cpp-python. Debian/Ubuntu: sudo apt-get install build-essential;"; \
@@ -37,8 +38,9 @@ chat: install
 doctor: install
 	$(BIN)/shoal doctor
 
+# The outer timeout guards against a Qt teardown that hangs (a nested event loop in a coroutine can do that).
 test: install
-	$(BIN)/python -m pytest -q
+	timeout --kill-after=30 2400 $(BIN)/python -m pytest -q
 
 test-fast: install
 	$(BIN)/python -m pytest -q tests/unit

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -50,6 +51,7 @@ class DesktopApp:
             self.window.show()
         await self.core.start()
         await self.window.start()
+        log.info("desktop ready (pid %d)", os.getpid())
         if self._needs_model():
             self.open_first_run()
         else:

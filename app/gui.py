@@ -44,8 +44,10 @@ def run_desktop(loaded: LoadedSettings, *, quick_ask: bool = False) -> int:
         return 2
     import qasync
 
+    from app.wiring import setup_logging
     from ui.single_instance import SingleInstance
 
+    setup_logging(loaded)
     app = make_qapp()
     instance = SingleInstance()
     if not instance.claim():

@@ -47,7 +47,8 @@ def load(config: Path | None, overrides: dict[str, Any]) -> LoadedSettings:
     return load_settings(config, overrides)
 
 
-def build_core(loaded: LoadedSettings, approve: ApprovalCallback = deny_all) -> AgentCore:
+def setup_logging(loaded: LoadedSettings) -> None:
+    """The log file, with every secret this configuration knows registered for scrubbing."""
     settings = loaded.settings
     setup_file_logging(settings.paths.data_path() / "logs", settings.log_level)
     secret = get_api_key(settings.model.key_name) if settings.model.provider == "openai" else None
@@ -55,4 +56,8 @@ def build_core(loaded: LoadedSettings, approve: ApprovalCallback = deny_all) -> 
     for server in settings.mcp_servers:  # MCP server environments often carry access tokens
         for value in server.env.values():
             register_secret(value)
-    return AgentCore(settings, approve=approve)
+
+
+def build_core(loaded: LoadedSettings, approve: ApprovalCallback = deny_all) -> AgentCore:
+    setup_logging(loaded)
+    return AgentCore(loaded.settings, approve=approve)
