@@ -15,8 +15,16 @@ import logging
 import time
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QCursor, QGuiApplication, QKeyEvent, QPalette
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QCursor,
+    QGuiApplication,
+    QKeyEvent,
+    QPalette,
+    QTextCursor,
+    QTextDocument,
+)
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -37,10 +45,19 @@ log = logging.getLogger(__name__)
 
 SESSION_TITLE = "Quick ask"
 ACCENT = "#0d9488"
-ACCENT_HOVER = "#0f766e"
-ERROR = "#b42318"
+# (light palette, dark palette)
+LINK = ("#0f766e", "#5eead4")
+ERROR = ("#b42318", "#f97066")
+ERROR_HOVER_BG = ("#fdecea", "#3b1d1b")
 
-STYLE = f"""
+
+def _is_dark(palette: QPalette) -> bool:
+    return palette.color(QPalette.ColorRole.Window).lightness() < 128
+
+
+def stylesheet(dark: bool) -> str:
+    i = int(dark)
+    return f"""
 #QuickAskPanel {{
     background: palette(base);
     border: 1px solid palette(mid);
@@ -48,7 +65,7 @@ STYLE = f"""
 #QuickAskInput {{
     border: none;
     background: transparent;
-    font-size: 17px;
+    font-size: 16px;
     padding: 4px 2px;
 }}
 #QuickAskAnswer {{
@@ -73,20 +90,20 @@ QPushButton#QuickAskAsk {{
     padding: 6px 16px;
     font-weight: 600;
 }}
-QPushButton#QuickAskAsk:hover {{ background: {ACCENT_HOVER}; }}
+QPushButton#QuickAskAsk:hover {{ background: {LINK[0]}; }}
 QPushButton#QuickAskAsk:disabled {{ background: palette(midlight); color: palette(mid); }}
 QPushButton#QuickAskStop {{
     background: transparent;
-    color: {ERROR};
-    border: 1px solid {ERROR};
+    color: {ERROR[i]};
+    border: 1px solid {ERROR[i]};
     border-radius: 6px;
     padding: 5px 14px;
     font-weight: 600;
 }}
-QPushButton#QuickAskStop:hover {{ background: #fdecea; }}
+QPushButton#QuickAskStop:hover {{ background: {ERROR_HOVER_BG[i]}; }}
 QPushButton#QuickAskOpen {{
     background: transparent;
-    color: {ACCENT_HOVER};
+    color: {LINK[i]};
     border: none;
     padding: 2px 0px;
     font-size: 12px;
@@ -118,12 +135,16 @@ class QuickAskBox(QWidget):
         self._asking = False  # between Enter and the turn starting (the session may be being created)
         self._started_at = 0.0
         self._model = ""
+        self._dark = False
+        self._status_error = False
+        self._tool = ""  # the tool the answer is running, if any
         self._tasks: set[asyncio.Task[Any]] = set()
 
         self.setWindowTitle("Quick ask — Shoal")
         self.setObjectName("QuickAskBox")
         self.setFixedWidth(self.WIDTH)
-        self.setStyleSheet(STYLE)
+        self._dark = _is_dark(self.palette())
+        self.setStyleSheet(stylesheet(self._dark))
         self._build()
 
         bridge.assistantDelta.connect(self._on_delta)
@@ -135,7 +156,7 @@ class QuickAskBox(QWidget):
     def _build(self) -> None:
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        panel = QFrame(self)
+        panel = self._panel = QFrame(self)
         panel.setObjectName("QuickAskPanel")
         outer.addWidget(panel)
         layout = QVBoxLayout(panel)
@@ -188,6 +209,7 @@ class QuickAskBox(QWidget):
         self.answer_view.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.answer_view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.answer_view.document().setDocumentMargin(2)
+        self.answer_view.document().setIndentWidth(18)
         self.answer_view.hide()
         layout.addWidget(self.answer_view)
 
@@ -206,7 +228,7 @@ class QuickAskBox(QWidget):
         footer.addWidget(self.open_button)
         layout.addLayout(footer)
 
-        self._set_status("Enter asks · Esc hides")
+        self._set_status("Enter to ask · Esc to hide")
         self._update_controls()
 
     # --- public ------------------------------------------------------------------------------
@@ -224,7 +246,7 @@ class QuickAskBox(QWidget):
     def popup(self) -> None:
         """Show the box centred on the screen with the mouse cursor, in front, ready to type."""
         screen = QGuiApplication.screenAt(QCursor.pos()) or QGuiApplication.primaryScreen()
-        self.adjustSize()
+        self._fit()
         if screen is not None:
             area = screen.availableGeometry()
             x = area.x() + (area.width() - self.width()) // 2
@@ -273,24 +295,27 @@ class QuickAskBox(QWidget):
         self.answer_view.hide()
         self.rule.hide()
         self.input.clear()
-        self._set_status("New conversation")
+        self._set_status("New conversation · Enter to ask")
         self._update_controls()
-        self.adjustSize()
+        self._fit()
 
     # --- asking ------------------------------------------------------------------------------
 
     async def _ask(self, question: str) -> None:
         try:
+            if self.session_id is not None and self.session_id not in {s.id for s in await self.bridge.sessions()}:
+                self.session_id = None  # deleted in the main window meanwhile
             if self.session_id is None:
                 info = await self.bridge.new_session(SESSION_TITLE)
                 self.session_id = info.id
             self.question = question
             self._answer = ""
+            self._tool = ""
             self._model = self.bridge.model_name
             self._started_at = time.monotonic()
             self._render()
             self._set_status(f"Thinking… · {self._model}")
-            self.input.selectAll()
+            self.input.end(False)  # the question stays, cursor after it
             if self.bridge.send(self.session_id, question) is None:
                 self._set_status("Still answering the last question…")
         except Exception as exc:
@@ -309,6 +334,7 @@ class QuickAskBox(QWidget):
     def _on_delta(self, session_id: str, text: str) -> None:
         if not self._mine(session_id):
             return
+        self._tool = ""
         self._answer += text
         self._render()
         self._set_status(f"Answering… · {self._model}")
@@ -317,11 +343,13 @@ class QuickAskBox(QWidget):
         if not self._mine(session_id):
             return
         if isinstance(event, ev.LlmCallStarted):
+            self._tool = ""
             self._model = event.model or self._model
             if not self._answer:
                 self._set_status(f"Thinking… · {self._model}")
         elif isinstance(event, ev.ToolCallStarted):
-            self._set_status(f"Using {event.name}…")
+            self._tool = event.name
+            self._on_approvals()
 
     def _on_busy(self, session_id: str, busy: bool) -> None:
         if self._mine(session_id):
@@ -329,11 +357,14 @@ class QuickAskBox(QWidget):
             self._update_controls()
 
     def _on_approvals(self) -> None:
-        if self.session_id is None:
+        """A tool of this turn waits for approval (answered in the main window), or has just been answered."""
+        if self.session_id is None or not self._busy:
             return
         waiting = [p for p in self.bridge.pending_approvals() if p.request.session_id == self.session_id]
         if waiting:
             self._set_status(f"Needs your approval in the main window: {waiting[0].request.summary}")
+        elif self._tool:
+            self._set_status(f"Using {self._tool}…")
 
     def _on_turn_ended(self, session_id: str, final: object) -> None:
         if not self._mine(session_id):
@@ -369,6 +400,7 @@ class QuickAskBox(QWidget):
         bar = view.verticalScrollBar()
         at_bottom = bar.value() >= bar.maximum() - 4
         view.setMarkdown(self._answer or "…")
+        _space_blocks(view.document())
         view.setVisible(True)
         self.rule.setVisible(True)
         document = view.document()
@@ -376,15 +408,22 @@ class QuickAskBox(QWidget):
         document.setTextWidth(width)
         height = int(document.size().height()) + 6
         view.setFixedHeight(max(self.ANSWER_MIN_HEIGHT, min(height, self.ANSWER_MAX_HEIGHT)))
+        self._fit()
         if at_bottom:
             bar.setValue(bar.maximum())
-        self.adjustSize()
+
+    def _fit(self) -> None:
+        """Resize the window to its content now (it grows as the answer streams, shrinks when cleared)."""
+        self._panel.layout().activate()
+        self.layout().activate()
+        self.resize(self.WIDTH, self.sizeHint().height())
 
     def _set_status(self, text: str, *, error: bool = False) -> None:
         self.status.setText(text)
         self.status.setToolTip(text)
         palette = self.status.palette()
-        color = QColor(ERROR) if error else self.palette().color(QPalette.ColorRole.PlaceholderText)
+        color = QColor(ERROR[int(self._dark)]) if error else self.palette().color(QPalette.ColorRole.PlaceholderText)
+        self._status_error = error
         palette.setColor(QPalette.ColorRole.WindowText, color)
         self.status.setPalette(palette)
 
@@ -394,6 +433,16 @@ class QuickAskBox(QWidget):
         self.ask_button.setVisible(not streaming)
         self.ask_button.setEnabled(not self._asking and bool(self.input.text().strip()))
         self.open_button.setEnabled(self.session_id is not None)
+
+    def changeEvent(self, event: QEvent) -> None:
+        """Follow the app switching between light and dark."""
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.ApplicationPaletteChange, QEvent.Type.ThemeChange):
+            dark = _is_dark(QGuiApplication.palette())
+            if dark != self._dark:
+                self._dark = dark
+                self.setStyleSheet(stylesheet(dark))
+                self._set_status(self.status.text(), error=self._status_error)
 
     # --- keys --------------------------------------------------------------------------------
 
@@ -412,3 +461,18 @@ class QuickAskBox(QWidget):
             super().keyPressEvent(event)
             return
         event.accept()
+
+
+def _space_blocks(document: QTextDocument) -> None:
+    """Paragraph and list spacing for Markdown (QTextDocument's own leaves paragraphs touching)."""
+    block = document.begin()
+    while block.isValid():
+        following = block.next()
+        in_list = block.textList() is not None
+        list_continues = in_list and following.isValid() and following.textList() is block.textList()
+        fmt = block.blockFormat()
+        fmt.setTopMargin(0)
+        fmt.setBottomMargin(2 if list_continues else 8)
+        cursor = QTextCursor(block)
+        cursor.setBlockFormat(fmt)
+        block = following

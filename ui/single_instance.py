@@ -2,8 +2,8 @@
 
 The primary listens on a QLocalServer (a Unix socket readable only by this user, or a named pipe on
 Windows). A secondary connects and writes newline-delimited JSON objects, e.g. `{"action": "quick-ask"}`,
-which the primary emits as `messageReceived(dict)`. A socket file left behind by a crashed primary is
-detected (nobody answers on it) and replaced.
+which the primary emits as `messageReceived(dict)`. Being the primary is a lock file held for the
+process's lifetime; a crashed primary's lock (its process is gone) and socket file are taken over.
 
     instance = SingleInstance()
     if not instance.claim():
@@ -21,10 +21,11 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QDir, QLockFile, QObject, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,14 @@ class SingleInstance(QObject):
         self.key = key or default_key()
         self.name = server_name(self.key)
         self._server: QLocalServer | None = None
+        self._lock: QLockFile | None = None
         self._buffers: dict[QLocalSocket, bytearray] = {}
+
+    @property
+    def lock_path(self) -> str:
+        if os.path.isabs(self.name):
+            return self.name + ".lock"
+        return os.path.join(QDir.tempPath(), self.key + ".lock")
 
     # --- primary -----------------------------------------------------------------------------
 
@@ -83,32 +91,40 @@ class SingleInstance(QObject):
         return self._server is not None and self._server.isListening()
 
     def claim(self) -> bool:
-        """True if this process is (now) the primary; False if another live instance holds the key."""
+        """True if this process is (now) the primary; False if another live instance holds the key.
+
+        The claim is a lock file held for the primary's lifetime (a crashed primary's lock is recognised
+        by its dead process id), so two launches at the same moment can't both win. The socket is only
+        replaced once the lock is ours: Qt's listen() with UserAccessOption would silently take over a
+        live socket.
+        """
         if self.is_primary:
             return True
-        if self._primary_alive():
+        lock = QLockFile(self.lock_path)
+        lock.setStaleLockTime(0)  # stale only when its process is gone, never by age
+        if not lock.tryLock(0):
+            if lock.error() == QLockFile.LockError.LockFailedError:
+                return False
+            log.warning("cannot create the lock file %s (%s); relying on the socket", self.lock_path, lock.error())
+        if self._primary_alive():  # a primary that holds no lock (an older Shoal) still answers
+            lock.unlock()
             return False
+        QLocalServer.removeServer(self.name)  # a socket file left by a primary that crashed
         server = QLocalServer(self)
         server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
         if not server.listen(self.name):
-            # Most likely a socket file from a primary that died without cleaning up; it could also be
-            # a primary that started between our probe and listen(): probe again before removing it.
-            if self._primary_alive():
-                server.deleteLater()
-                return False
-            log.info("removing a stale single-instance socket %s (%s)", self.name, server.errorString())
-            QLocalServer.removeServer(self.name)
-            if not server.listen(self.name):
-                log.warning("cannot listen on %s: %s", self.name, server.errorString())
-                server.deleteLater()
-                return False
+            log.warning("cannot listen on %s: %s", self.name, server.errorString())
+            server.deleteLater()
+            lock.unlock()
+            return False
         server.newConnection.connect(self._accept)
         self._server = server
+        self._lock = lock
         log.debug("single-instance primary on %s", server.fullServerName())
         return True
 
     def close(self) -> None:
-        """Stop being the primary (removes the socket file); the next launch becomes primary."""
+        """Stop being the primary (removes the socket and the lock); the next launch becomes primary."""
         for socket in list(self._buffers):
             socket.abort()
         self._buffers.clear()
@@ -116,6 +132,9 @@ class SingleInstance(QObject):
             self._server.close()
             self._server.deleteLater()
             self._server = None
+        if self._lock is not None:
+            self._lock.unlock()
+            self._lock = None
 
     def _primary_alive(self) -> bool:
         probe = QLocalSocket()
@@ -180,17 +199,24 @@ class SingleInstance(QObject):
     # --- secondary ---------------------------------------------------------------------------
 
     def send(self, message: dict[str, Any], timeout_ms: int = 2000) -> bool:
-        """Forward `message` to the primary; False if no primary answered or the write did not finish.
+        """Forward `message` to the primary; False if no primary answered within `timeout_ms`.
 
-        Blocks for at most about `timeout_ms` (the primary's event loop need not run meanwhile, so this
-        works from the same process too).
+        Retries the connection until then (a primary that has just claimed may not listen yet). Blocks
+        the calling thread; the primary's event loop need not run meanwhile, so this works from the same
+        process too. Meant for a secondary before it exits, not for a running GUI.
         """
         data = (json.dumps(message, separators=(",", ":")) + "\n").encode("utf-8")
+        deadline = time.monotonic() + timeout_ms / 1000
         socket = QLocalSocket()
-        socket.connectToServer(self.name)
-        if not socket.waitForConnected(timeout_ms):
-            log.debug("no primary on %s: %s", self.name, socket.errorString())
-            return False
+        while True:
+            socket.connectToServer(self.name)
+            if socket.waitForConnected(max(1, int((deadline - time.monotonic()) * 1000))):
+                break
+            socket.abort()
+            if time.monotonic() >= deadline:
+                log.debug("no primary on %s: %s", self.name, socket.errorString())
+                return False
+            time.sleep(0.05)
         try:
             socket.write(data)
             while socket.bytesToWrite() > 0:

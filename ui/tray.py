@@ -7,8 +7,9 @@ False: the app must then keep a window reachable (don't hide to the tray, quit o
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import SIGNAL, QObject, Signal
 from PySide6.QtGui import QAction, QIcon
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
@@ -21,6 +22,7 @@ class Tray(QObject):
     quickAskRequested = Signal()  # "Quick ask" in the menu, or a middle click on the icon
     showRequested = Signal()  # "Show Shoal" in the menu, or a double click
     toggleRequested = Signal()  # a left click: show the main window, or hide it if it is in front
+    # (with nothing connected to toggleRequested, a left click emits showRequested instead)
     quitRequested = Signal()
     pauseToggled = Signal(bool)  # "Pause scheduler" (enabled by set_scheduler_available)
 
@@ -43,9 +45,9 @@ class Tray(QObject):
 
         self._tray: QSystemTrayIcon | None = None
 
-    def _add(self, text: str, slot: object) -> QAction:
+    def _add(self, text: str, slot: Callable[[], object]) -> QAction:
         action = QAction(text, self.menu)
-        action.triggered.connect(lambda _checked=False: slot())  # type: ignore[operator]
+        action.triggered.connect(lambda _checked=False: slot())
         self.menu.addAction(action)
         return action
 
@@ -103,7 +105,10 @@ class Tray(QObject):
     def _on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         Reason = QSystemTrayIcon.ActivationReason
         if reason == Reason.Trigger:
-            self.toggleRequested.emit()
+            if self.receivers(SIGNAL("toggleRequested()")) > 0:
+                self.toggleRequested.emit()
+            else:
+                self.showRequested.emit()
         elif reason == Reason.DoubleClick:
             self.showRequested.emit()
         elif reason == Reason.MiddleClick:

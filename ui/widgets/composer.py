@@ -6,6 +6,7 @@ tools are confined there too, so a person cannot accidentally send something the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
@@ -30,9 +31,10 @@ class Composer(QWidget):
     sendRequested = Signal(str)
     stopRequested = Signal()
 
-    def __init__(self, workspace: Path, parent: QWidget | None = None) -> None:
+    def __init__(self, workspace: Path | Callable[[], Path], parent: QWidget | None = None) -> None:
+        """`workspace` may be a callable so a workspace changed in the settings applies at once."""
         super().__init__(parent)
-        self.workspace = workspace
+        self._workspace = workspace
         self._busy = False
         self.input = QPlainTextEdit(self)
         self.input.setPlaceholderText(PLACEHOLDER)
@@ -40,7 +42,7 @@ class Composer(QWidget):
         self.input.installEventFilter(self)
         self.input.document().contentsChanged.connect(self._fit_height)
         self.attach_button = QPushButton("Attach…", self)
-        self.attach_button.setToolTip(f"Add a text file from the workspace ({workspace}) to the message")
+        self.attach_button.setToolTip("Add a text file from the workspace to the message")
         self.attach_button.clicked.connect(self._pick_file)
         self.send_button = QPushButton("Send", self)
         self.send_button.setDefault(False)
@@ -69,6 +71,10 @@ class Composer(QWidget):
         self.input.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
     # --- public -----------------------------------------------------------------------------------
+
+    @property
+    def workspace(self) -> Path:
+        return self._workspace() if callable(self._workspace) else self._workspace
 
     def text(self) -> str:
         return self.input.toPlainText()
@@ -108,7 +114,8 @@ class Composer(QWidget):
         if problem:
             self.show_notice(problem, error=True)
             return False
-        name = Path(path).resolve().relative_to(self.workspace.resolve()).as_posix()
+        path = Path(path) if Path(path).is_absolute() else self.workspace / path
+        name = path.resolve().relative_to(self.workspace.resolve()).as_posix()
         fence = "`" * max(3, _longest_backtick_run(text) + 1)
         block = f"`{name}`:\n\n{fence}{_language(name)}\n{text.rstrip()}\n{fence}\n"
         draft = self.text().rstrip()
@@ -122,6 +129,8 @@ class Composer(QWidget):
     def _read_attachment(self, path: Path) -> tuple[str, str]:
         """("", text) when the file may be attached, else (reason, "")."""
         root = self.workspace.resolve()
+        if not path.is_absolute():
+            path = root / path
         try:
             resolved = path.resolve()
         except OSError as exc:

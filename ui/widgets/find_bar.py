@@ -56,11 +56,13 @@ class FindBar(QWidget):
 
     # --- public -------------------------------------------------------------------------------------
 
-    def open_bar(self, text: str | None = None) -> None:
-        """Show the bar, focus the field and (with `text`) search for it from the top of the thread."""
+    def open_bar(self, text: str | None = None, *, from_top: bool = True) -> None:
+        """Show the bar and focus the field; with `text`, search for it from the top of the thread
+        (or, with `from_top=False`, keep the selection a caller already placed on a match)."""
         self.show()
         if text is not None:
             self.field.setText(text)
+        if text is not None and from_top:
             cursor = self.target.textCursor()
             cursor.movePosition(QTextCursor.MoveOperation.Start)
             self.target.setTextCursor(cursor)

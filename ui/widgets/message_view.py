@@ -14,25 +14,21 @@ from PySide6.QtCore import QPoint, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
     QContextMenuEvent,
     QDesktopServices,
-    QFont,
     QFontDatabase,
     QGuiApplication,
+    QResizeEvent,
     QTextBlockFormat,
-    QTextCharFormat,
     QTextCursor,
-    QTextDocument,
-    QTextFormat,
     QTextFrameFormat,
 )
 from PySide6.QtWidgets import QFrame, QMenu, QTextBrowser, QWidget
 
 from core.timeline.sessions import TranscriptEntry
+from ui.widgets.doc_writer import DocWriter
 from ui.widgets.transcript_format import Colors, Notice, Part, meta_line, tool_line
 
 LIVE_RENDER_MS = 40
-MARKDOWN = QTextDocument.MarkdownFeature(
-    QTextDocument.MarkdownFeature.MarkdownDialectGitHub.value | QTextDocument.MarkdownFeature.MarkdownNoHTML.value
-)
+COLUMN = 860  # widest text column: long lines are hard to read on a wide window
 
 
 @dataclass(frozen=True)
@@ -60,10 +56,12 @@ class MessageView(QTextBrowser):
         self._results: dict[str | None, str] = {}
         self._called: set[str] = set()
         self._last_assistant = -1
+        self._can_regenerate = True
         self._live: list[Part] | None = None
         self._live_start = 0
         self._colors = Colors.from_palette(self.palette())
-        self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont).family()
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont).family()
+        self._w = DocWriter(self.document(), self._colors, self.font().pointSizeF(), mono)
         self._menu: QMenu | None = None
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -77,26 +75,27 @@ class MessageView(QTextBrowser):
         self, entries: list[TranscriptEntry], notice: Notice | None = None, live: list[Part] | None = None
     ) -> None:
         """Render a whole thread; `live` (by reference) is the answer still streaming, if any."""
-        stick = self._at_bottom()
+        stick, scrolled = self._at_bottom(), self.verticalScrollBar().value()
         self._timer.stop()
         self._entries, self._live, self._ranges = list(entries), live, []
         self._results = {e.message.tool_call_id: e.message.content for e in entries if e.message.role == "tool"}
         self._called = {call.id for e in entries for call in e.message.tool_calls}
         self._last_assistant = max((i for i, e in enumerate(entries) if e.message.role == "assistant"), default=-1)
-        self._colors = Colors.from_palette(self.palette())
+        self._colors = self._w.colors = Colors.from_palette(self.palette())
         self.document().clear()
+        self._fit_column()
         if not entries and notice is None and live is None:
             self._write_empty()
+            self._live_start = 0  # a live answer started later replaces the hint
             return
         for index, entry in enumerate(self._entries):
             self._write_entry(index, entry)
         if notice is not None:
             self._write_notice(notice)
-        self._live_start = self._end().position()
+        self._live_start = self._w.end().position()
         if live is not None:
             self._render_live()
-        if stick:
-            self.scroll_to_bottom()
+        self._restore_scroll(stick, scrolled)
 
     def add_pending_user(self, text: str) -> None:
         """Show a just-sent question at once; the reload after the turn starts replaces it with the record."""
@@ -104,7 +103,7 @@ class MessageView(QTextBrowser):
             self.document().clear()
         self._cut_live()
         self._write_user(len(self._entries), text)
-        self._live_start = self._end().position()
+        self._live_start = self._w.end().position()
         self.scroll_to_bottom()
 
     def set_live(self, live: list[Part] | None) -> None:
@@ -122,6 +121,14 @@ class MessageView(QTextBrowser):
         if self._timer.isActive():
             self._timer.stop()
             self._render_live()
+
+    def has_messages(self) -> bool:
+        """Anything recorded (or just sent) in the shown thread."""
+        return bool(self._entries) or any(r.index >= 0 for r in self._ranges)
+
+    def set_regenerate_enabled(self, enabled: bool) -> None:
+        """Off while a turn runs: the core refuses a second turn in the same thread anyway."""
+        self._can_regenerate = enabled
 
     def last_answer(self) -> str | None:
         answers = [e.message.content for e in self._entries if e.message.role == "assistant" and e.message.content]
@@ -177,10 +184,14 @@ class MessageView(QTextBrowser):
         copy.triggered.connect(lambda: self.copy_text(text or ""))
         menu.addAction("Copy answer", self.copy_last_answer).setEnabled(self.last_answer() is not None)
         regenerate = menu.addAction("Regenerate answer", self.regenerateRequested.emit)
-        regenerate.setEnabled(self._live is None and any(e.message.role == "assistant" for e in self._entries))
+        regenerate.setEnabled(self._can_regenerate and self._live is None and self.has_messages())
         menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self._menu = menu
         menu.popup(event.globalPos())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_column()
 
     def loadResource(self, kind: int, name: QUrl) -> object:
         """Never fetch images or files named by a model's Markdown."""
@@ -188,45 +199,33 @@ class MessageView(QTextBrowser):
 
     # --- rendering -------------------------------------------------------------------------------
 
-    def _end(self) -> QTextCursor:
-        return self.document().rootFrame().lastCursorPosition()
+    def _fit_column(self) -> None:
+        """Centre the text in a column at most COLUMN wide (side margins on the root frame)."""
+        side = max(self.document().documentMargin(), (self.viewport().width() - COLUMN) / 2)
+        fmt = self.document().rootFrame().frameFormat()
+        if fmt.leftMargin() != side:
+            fmt.setLeftMargin(side)
+            fmt.setRightMargin(side)
+            self.document().rootFrame().setFrameFormat(fmt)
+
+    def _restore_scroll(self, stick: bool, value: int) -> None:
+        """Follow the end while the reader is at it; otherwise stay where they scrolled to."""
+        if stick:
+            self.scroll_to_bottom()
+        else:
+            self.verticalScrollBar().setValue(value)
 
     def _at_bottom(self) -> bool:
         bar = self.verticalScrollBar()
         return bar.value() >= bar.maximum() - 40
 
-    def _block(self, cursor: QTextCursor, char: QTextCharFormat | None = None, top: float = 0) -> None:
-        """Start a fresh paragraph at `cursor`, reusing an empty trailing one (no stray blank lines)."""
-        fmt = QTextBlockFormat()
-        fmt.setTopMargin(top)
-        char = char or QTextCharFormat()
-        block = cursor.block()
-        if block.length() == 1 and cursor.atBlockStart():
-            if block.textList() is not None:
-                block.textList().remove(block)
-            cursor.setBlockFormat(fmt)
-            cursor.setBlockCharFormat(char)
-            cursor.setCharFormat(char)
-        else:
-            cursor.insertBlock(fmt, char)
-
-    def _char(self, *, bold: bool = False, muted: bool = False, small: bool = False) -> QTextCharFormat:
-        fmt = QTextCharFormat()
-        if bold:
-            fmt.setFontWeight(QFont.Weight.DemiBold)
-        if muted:
-            fmt.setForeground(self._colors.muted)
-        if small:
-            fmt.setFontPointSize(max(7.0, self.font().pointSizeF() - 1.5))
-        return fmt
-
     def _write_empty(self) -> None:
-        cursor = self._end()
+        cursor = self._w.end()
         fmt = QTextBlockFormat()
         fmt.setAlignment(Qt.AlignmentFlag.AlignHCenter)
         fmt.setTopMargin(60)
         cursor.setBlockFormat(fmt)
-        cursor.insertText("Ask anything — the answer streams in here.", self._char(muted=True))
+        cursor.insertText("Ask anything — the answer streams in here.", self._w.char(muted=True))
 
     def _write_entry(self, index: int, entry: TranscriptEntry) -> None:
         message = entry.message
@@ -239,76 +238,67 @@ class MessageView(QTextBrowser):
             self._write_tool(index, line, tip, message.content)
 
     def _write_user(self, index: int, text: str) -> None:
-        cursor = self._end()
+        cursor = self._w.end()
         if cursor.position() == 0:  # the document's first, empty paragraph would sit above the frame
-            squash = QTextBlockFormat()
-            squash.setLineHeight(0, QTextBlockFormat.LineHeightTypes.FixedHeight.value)
-            cursor.setBlockFormat(squash)
+            self._w.squash(cursor)
         frame_fmt = QTextFrameFormat()
         frame_fmt.setBackground(self._colors.user_bg)
         frame_fmt.setPadding(10)
         frame_fmt.setTopMargin(10)
         frame_fmt.setBottomMargin(4)
         frame = cursor.insertFrame(frame_fmt)
-        cursor.insertText("You", self._char(bold=True, muted=True, small=True))
-        self._block(cursor)
-        self._markdown(cursor, text)
+        cursor.insertText("You", self._w.char(bold=True, muted=True, small=True))
+        self._w.block(cursor)
+        self._w.markdown(cursor, text)
         self._ranges.append(_Range(frame.firstPosition(), frame.lastPosition(), index, text))
 
     def _write_assistant(self, index: int, entry: TranscriptEntry) -> None:
-        cursor = self._end()
+        cursor = self._w.end()
         start = cursor.position()
         previous = self._entries[index - 1].message.role if index else "user"
         if previous == "user":
-            self._block(cursor, self._char(bold=True), top=12)
+            self._w.block(cursor, self._w.char(bold=True), top=12)
             cursor.insertText("Shoal")
         for call in entry.message.tool_calls:
             result = self._results.get(call.id)
             line, tip = tool_line(call.name, call.arguments, result)
             self._write_tool(index, line, tip, tip)
-            cursor = self._end()
+            cursor = self._w.end()
         if entry.message.content:
-            self._block(cursor, top=4)
-            self._markdown(cursor, entry.message.content)
+            self._w.block(cursor, top=4)
+            self._w.markdown(cursor, entry.message.content)
             self._write_footer(index, entry)
-        self._ranges.append(_Range(start, self._end().position(), index, entry.message.content))
+        if entry.message.content:
+            self._ranges.append(_Range(start, self._w.end().position(), index, entry.message.content))
 
     def _write_tool(self, index: int, line: str, tip: str, copy: str) -> None:
-        cursor = self._end()
+        cursor = self._w.end()
         start = cursor.position()
-        fmt = self._char(muted=True, small=True)
+        fmt = self._w.char(muted=True, small=True)
         fmt.setToolTip(tip)
-        self._block(cursor, fmt, top=2)
+        self._w.block(cursor, fmt, top=2)
         cursor.insertText(line, fmt)
         if index >= 0:
             self._ranges.append(_Range(start, cursor.position(), index, copy))
 
     def _write_footer(self, index: int, entry: TranscriptEntry) -> None:
         """Model, token figures and timing under an answer, with Copy (and Regenerate on the last one)."""
-        cursor = self._end()
-        muted = self._char(muted=True, small=True)
-        self._block(cursor, muted, top=4)
+        cursor = self._w.end()
+        muted = self._w.char(muted=True, small=True)
+        self._w.block(cursor, muted, top=4)
         cursor.insertText(meta_line(entry) + "   ", muted)
-        self._link(cursor, "Copy", f"shoal:copy/{index}")
+        self._w.link(cursor, "Copy", f"shoal:copy/{index}")
         if index == self._last_assistant:
             cursor.insertText("  ·  ", muted)
-            self._link(cursor, "Regenerate", "shoal:regenerate")
-
-    def _link(self, cursor: QTextCursor, text: str, href: str) -> None:
-        fmt = self._char(small=True)
-        fmt.setAnchor(True)
-        fmt.setAnchorHref(href)
-        fmt.setForeground(self._colors.accent)
-        cursor.insertText(text, fmt)
-        cursor.setCharFormat(self._char(muted=True, small=True))
+            self._w.link(cursor, "Regenerate", "shoal:regenerate")
 
     def _write_notice(self, notice: Notice) -> None:
-        cursor = self._end()
+        cursor = self._w.end()
         error = notice.kind == "error"
-        fmt = self._char(muted=not error)
+        fmt = self._w.char(muted=not error)
         if error:
             fmt.setForeground(self._colors.error)
-        self._block(cursor, fmt, top=10)
+        self._w.block(cursor, fmt, top=10)
         block = QTextBlockFormat()
         block.setTopMargin(10)
         if error:
@@ -317,46 +307,11 @@ class MessageView(QTextBrowser):
         prefix = "⚠ " if error else ""
         cursor.insertText(prefix + notice.text.replace("\n", "\u2028"), fmt)
 
-    def _markdown(self, cursor: QTextCursor, text: str) -> None:
-        start = cursor.position()
-        cursor.insertMarkdown(text, MARKDOWN)
-        self._style_code(start, cursor.position())
-
-    def _style_code(self, start: int, end: int) -> None:
-        """Code blocks and inline code get a monospace font on a tinted background."""
-        doc = self.document()
-        block = doc.findBlock(start)
-        spans: list[tuple[int, int, bool]] = []
-        while block.isValid() and block.position() <= end:
-            fence = block.blockFormat().hasProperty(QTextFormat.Property.BlockCodeFence)
-            it = block.begin()
-            while not it.atEnd():
-                fragment = it.fragment()
-                fmt = fragment.charFormat()
-                if fence or fmt.fontFixedPitch() or "monospace" in (fmt.fontFamilies() or []):
-                    spans.append((fragment.position(), fragment.position() + fragment.length(), fence))
-                it += 1
-            if fence:
-                block_fmt = QTextBlockFormat()
-                block_fmt.setBackground(self._colors.code_bg)
-                block_fmt.setLeftMargin(4)
-                QTextCursor(block).mergeBlockFormat(block_fmt)
-            block = block.next()
-        for begin, stop, fence in spans:
-            cursor = QTextCursor(doc)
-            cursor.setPosition(begin)
-            cursor.setPosition(stop, QTextCursor.MoveMode.KeepAnchor)
-            fmt = QTextCharFormat()
-            fmt.setFontFamilies([self._mono, "monospace"])
-            if not fence:
-                fmt.setBackground(self._colors.code_bg)
-            cursor.mergeCharFormat(fmt)
-
     # --- the live answer ---------------------------------------------------------------------------
 
     def _cut_live(self) -> QTextCursor:
         cursor = QTextCursor(self.document())
-        cursor.setPosition(min(self._live_start, self._end().position()))
+        cursor.setPosition(min(self._live_start, self._w.end().position()))
         cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
         cursor.removeSelectedText()
         self._ranges = [r for r in self._ranges if r.index >= 0]
@@ -364,34 +319,35 @@ class MessageView(QTextBrowser):
 
     def _render_live(self) -> None:
         """Replace only the live region with the current parts (header, text as Markdown, tool lines)."""
-        stick = self._at_bottom()
+        stick, scrolled = self._at_bottom(), self.verticalScrollBar().value()
         cursor = self._cut_live()
         if self._live is None:
             return
-        self._block(cursor, self._char(bold=True), top=12)
+        self._w.block(cursor, self._w.char(bold=True), top=12)
         cursor.insertText("Shoal")
         if not self._live:
-            self._block(cursor, self._char(muted=True))
-            cursor.insertText("…", self._char(muted=True))
+            self._w.block(cursor, self._w.char(muted=True))
+            cursor.insertText("…", self._w.char(muted=True))
         text = ""
         for kind, value in self._live:
             if kind == "tool":
                 self._write_tool(-1, value, value, value)
             else:
-                cursor = self._end()
-                self._block(cursor)
-                self._markdown(cursor, value)
+                cursor = self._w.end()
+                self._w.block(cursor)
+                self._w.markdown(cursor, value)
                 text += value
-        self._ranges.append(_Range(self._live_start, self._end().position(), -1, text))
-        if stick:
-            self.scroll_to_bottom()
+        self._ranges.append(_Range(self._live_start, self._w.end().position(), -1, text))
+        self._restore_scroll(stick, scrolled)
 
     def _on_anchor(self, url: QUrl) -> None:
-        if url.scheme() != "shoal":
+        if url.scheme() in ("http", "https", "mailto"):  # never file: links a model wrote
             QDesktopServices.openUrl(url)
+            return
+        if url.scheme() != "shoal":
             return
         action, _, arg = url.path().partition("/")
         if action == "copy" and arg.isdigit() and int(arg) < len(self._entries):
             self.copy_text(self._entries[int(arg)].message.content)
-        elif action == "regenerate":
+        elif action == "regenerate" and self._can_regenerate:
             self.regenerateRequested.emit()

@@ -35,14 +35,6 @@ class Notice:
         return cls("error", f"{message}\n→ {fix}" if fix else message)
 
 
-def add_part(parts: list[Part], kind: str, text: str) -> None:
-    """Append streamed output; consecutive text merges so the live answer renders as one Markdown block."""
-    if kind == "text" and parts and parts[-1][0] == "text":
-        parts[-1] = ("text", parts[-1][1] + text)
-    else:
-        parts.append((kind, text))
-
-
 def clip(text: str, limit: int = SHORT) -> str:
     """One line, at most `limit` characters: tool lines must never push the answer off screen."""
     flat = " ".join(text.split())
