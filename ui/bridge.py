@@ -139,8 +139,9 @@ class Bridge(QObject):
                     self.assistantDelta.emit(session_id, event.text)
                 self.agentEvent.emit(session_id, event)
         finally:
-            self._turns.pop(session_id, None)
-            self.busyChanged.emit(session_id, False)
+            if self._turns.get(session_id) is turn:  # a newer turn may already own this session
+                del self._turns[session_id]
+                self.busyChanged.emit(session_id, False)
             self.turnEnded.emit(session_id, turn.final)
             self.sessionsChanged.emit()
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QTreeWidgetItem
 
@@ -13,6 +14,7 @@ from core.providers.scripted import tool_call
 from tests.ui.conftest import scripted_bridge, wait_until
 from ui.bridge import Bridge
 from ui.panes.timeline import ALL_THREADS, THIS_THREAD, TimelinePane
+from ui.widgets.event_format import ERROR_COLOR
 from ui.widgets.trace_tree import CONTEXT_ROLE, Col, TraceTree
 
 TOOL_TURN = [[tool_call("list_dir", {"path": "."})], "done"]
@@ -48,8 +50,17 @@ def of_kind(tree: TraceTree, name: str) -> list[QTreeWidgetItem]:
 
 
 async def run_turn(bridge: Bridge, session_id: str, text: str) -> None:
+    """Send and wait for `turnEnded` (not `is_busy`: the bridge still tidies up after the turn's task ends)."""
+    ended: list[object] = []
+
+    def on_end(sid: str, final: object) -> None:
+        if sid == session_id:
+            ended.append(final)
+
+    bridge.turnEnded.connect(on_end)
     bridge.send(session_id, text)
-    await wait_until(lambda: not bridge.is_busy(session_id), message="the turn did not end")
+    await wait_until(lambda: bool(ended), message="the turn did not end")
+    bridge.turnEnded.disconnect(on_end)
 
 
 async def pane_after_tool_turn(bridge: Bridge) -> tuple[TimelinePane, str]:
@@ -77,7 +88,7 @@ async def test_a_tool_turn_is_one_trace_of_causes(workspace: Path) -> None:
         assert request.text(Col.TOKENS) == ""
         assert response.text(Col.DURATION) and result.text(Col.DURATION)
         assert '"path": "."' in call.text(Col.EVENT)
-        assert result.text(Col.STATUS) == "ok"
+        assert result.text(Col.STATUS) == "✓" and result.toolTip(Col.STATUS) == "ok"
 
 
 async def test_rows_arrive_live_during_the_turn(workspace: Path) -> None:
@@ -203,3 +214,31 @@ async def test_select_event_loads_its_turn(workspace: Path) -> None:
         pane.select_event(target.id)
         await wait_until(lambda: pane.tree.current_event() == target)
         assert target.id in pane.detail.toPlainText()
+
+
+async def test_a_filter_applies_to_live_rows_too(workspace: Path) -> None:
+    async with scripted_bridge(TOOL_TURN) as (bridge, _):
+        session = await bridge.new_session()
+        pane = TimelinePane(bridge)
+        pane.set_session(session.id)
+        await pane.start()
+        pane.filter_combo.setCurrentText("Tool calls")
+        await run_turn(bridge, session.id, "what is here?")
+        shown = [kind(item) for item in rows(pane.tree) if not item.isHidden()]
+        assert shown == ["user.message", "llm.request", "llm.response", "tool.call", "tool.result"]
+        assert of_kind(pane.tree, "llm.response")[0].data(Col.EVENT, CONTEXT_ROLE)
+
+
+async def test_errors_are_red_and_filterable(workspace: Path) -> None:
+    async with scripted_bridge([RuntimeError("the model fell over")]) as (bridge, _):
+        session = await bridge.new_session()
+        pane = TimelinePane(bridge)
+        await pane.start()
+        await run_turn(bridge, session.id, "hello?")
+        [error] = of_kind(pane.tree, "error")
+        assert error.foreground(Col.EVENT).color() == QColor(ERROR_COLOR)
+        assert of_kind(pane.tree, "llm.request")[0].foreground(Col.EVENT).color() != QColor(ERROR_COLOR)
+        pane.filter_combo.setCurrentText("Errors")
+        shown = [kind(item) for item in rows(pane.tree) if not item.isHidden()]
+        assert shown[-1] == "error" and "turn.end" not in shown
+        assert not error.data(Col.EVENT, CONTEXT_ROLE)

@@ -35,9 +35,9 @@ class EventDetail(QPlainTextEdit):
         lines = [f"Walk back to origin: {len(chain) - 1} step(s) from the selected event", ""]
         for hops, event in enumerate(chain):
             marker = "origin" if hops == len(chain) - 1 else f"{hops:>6}"
-            lines.append(f"{marker}  {fmt.time_text(event)}  {fmt.label(event)}")
+            lines.append(f"{marker}  {fmt.time_text(event)}  {_step(event)}")
             if hops < len(chain) - 1:
-                lines.append("        ↑ caused by")
+                lines.append("          ↑ caused by")
         lines += ["", "─" * 40, "", describe(chain[-1])]
         self.setPlainText("\n".join(lines))
 
@@ -49,7 +49,8 @@ def describe(event: Event) -> str:
         ("kind", event.kind),
         ("name", event.name or "—"),
         ("status", event.status),
-        ("time", f"{when:%Y-%m-%d %H:%M:%S.%f} ({event.ts})" if when else event.ts),
+        ("time", f"{when:%Y-%m-%d %H:%M:%S.%f}" if when else event.ts),
+        ("recorded", f"{event.ts} (UTC)"),
         ("event id", event.id),
         ("session", event.session_id),
         ("trace", event.trace_id),
@@ -70,3 +71,10 @@ def _tokens(event: Event) -> str:
         return "—"
     estimated = " (estimated)" if event.payload.get("tokens_estimated") else ""
     return f"{event.input_tokens or 0} in → {event.output_tokens or 0} out{estimated}"
+
+
+def _step(event: Event) -> str:
+    """A chain step in a few words (the full record is one click away in the tree)."""
+    if event.kind == "user.message":
+        return fmt.short(fmt.label(event), 40)
+    return f"{event.kind} · {event.name}" if event.name else event.kind

@@ -75,16 +75,16 @@ def label(event: Event) -> str:
     if kind == "user.message":
         return f"“{short(p.get('text', ''), 90)}”"
     if kind == "llm.request":
-        return f"llm.request · {event.name}  ({p.get('messages', '?')} msgs, {len(p.get('tools', []))} tools)"
+        return f"llm.request  ({p.get('messages', '?')} msgs, {len(p.get('tools', []))} tools)"
     if kind == "llm.response":
         calls = [c.get("name", "?") for c in p.get("tool_calls", [])]
         said = f"→ {', '.join(calls)}()" if calls else f"“{short(p.get('text', ''), 60)}”"
-        return f"llm.response · {event.name}  {said}"
+        return f"llm.response  {said}"
     if kind == "tool.call":
         args = p.get("arguments", p.get("raw", {}))
-        return f"tool.call · {event.name}  {short(compact_json(args), 70)}"
+        return f"tool.call · {event.name} {short(compact_json(args), 70)}"
     if kind == "tool.result":
-        return f"tool.result · {event.name}  → {short(p.get('output', ''), 60)}"
+        return f"tool.result · {event.name} → {short(p.get('output', ''), 60)}"
     if kind == "approval":
         decision = p.get("decision", "")
         return f"approval · {event.name}: {_DECISIONS.get(decision, decision)}"
@@ -106,7 +106,13 @@ def tooltip(event: Event) -> str:
         "approval": p.get("summary"),
         "error": f"{p.get('message', '')}\n→ {p.get('fix', '')}",
     }.get(event.kind)
-    return str(text)[:2000] if text else label(event)
+    head = f"{event.kind} · {event.name}" if event.name else event.kind
+    return f"{head}\n{str(text)[:2000]}" if text else head
+
+
+def status(event: Event) -> str:
+    """A tick for the common case, the word otherwise: what went wrong stands out in a column of ticks."""
+    return "✓" if event.status == "ok" else event.status
 
 
 def tokens(event: Event) -> str:

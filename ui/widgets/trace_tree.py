@@ -65,6 +65,7 @@ class TraceTree(QTreeWidget):
         self.setColumnCount(len(Col))
         self.setHeaderLabels([HEADERS[c] for c in Col])
         self.setUniformRowHeights(True)  # cheap layout for thousands of rows
+        self.setIndentation(14)  # five levels deep still leaves room for the label in a narrow dock
         self.setAlternatingRowColors(True)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -157,7 +158,9 @@ class TraceTree(QTreeWidget):
         item.setText(Col.EVENT, fmt.label(event))
         item.setToolTip(Col.EVENT, fmt.tooltip(event))
         item.setIcon(Col.EVENT, kind_icon(event.kind))
-        item.setText(Col.STATUS, event.status)
+        item.setText(Col.STATUS, fmt.status(event))
+        item.setToolTip(Col.STATUS, event.status)
+        item.setTextAlignment(Col.STATUS, Qt.AlignmentFlag.AlignCenter)
         item.setText(Col.TOKENS, fmt.tokens(event))
         item.setText(Col.DURATION, fmt.duration(event))
         item.setText(Col.TIME, fmt.time_text(event, with_date=parent is None))
