@@ -33,7 +33,8 @@ class DesktopApp:
         self.broker = ApprovalBroker()
         self.core = AgentCore(loaded.settings, provider=provider, approve=self.broker.ask)
         self.bridge = Bridge(self.core, self.broker)
-        self.window = MainWindow(self.bridge)
+        layout = loaded.settings.paths.data_path() / "desktop-layout.ini"
+        self.window = MainWindow(self.bridge, str(layout))
         self.quit_event = asyncio.Event()
         self.tray: Any = None
         self._quick_ask: Any = None

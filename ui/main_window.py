@@ -23,9 +23,10 @@ class MainWindow(QMainWindow):
     settingsRequested = Signal()
     quitRequested = Signal()
 
-    def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
+    def __init__(self, bridge: Bridge, layout_file: str | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.bridge = bridge
+        self._layout_file = layout_file  # window geometry and docks, kept beside the user's data
         self.keep_in_tray = False  # set by the app when a tray icon exists
         self.setWindowTitle("Shoal")
         self.resize(1280, 800)
@@ -137,8 +138,13 @@ class MainWindow(QMainWindow):
 
     # --- layout persistence and closing --------------------------------------------------------
 
+    def _stored_layout(self) -> QSettings | None:
+        return QSettings(self._layout_file, QSettings.Format.IniFormat) if self._layout_file else None
+
     def _restore_layout(self) -> None:
-        stored = QSettings("shoal", "desktop")
+        stored = self._stored_layout()
+        if stored is None:
+            return
         geometry, state = stored.value("geometry"), stored.value("state")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
@@ -146,7 +152,9 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
 
     def save_layout(self) -> None:
-        stored = QSettings("shoal", "desktop")
+        stored = self._stored_layout()
+        if stored is None:
+            return
         stored.setValue("geometry", self.saveGeometry())
         stored.setValue("state", self.saveState())
 
