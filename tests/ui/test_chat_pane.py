@@ -314,3 +314,29 @@ async def test_a_real_llama_cpp_answer_appears_in_the_view(tmp_path_factory: pyt
         assert isinstance(finals[0], ev.TurnFinished) and finals[0].status == "ok"
         assert "Hello from Shoal. The tide is in." in text_of(pane)
         assert "plain.gguf · " in text_of(pane)
+
+
+async def test_a_long_streamed_answer_renders_incrementally_and_completely() -> None:
+    """Finished paragraphs are written once; the view ends up with every paragraph, code fences intact."""
+    from core.providers.base import TextDelta
+    from ui.panes.chat import ChatPane
+    from ui.widgets.message_view import _paragraphs
+
+    assert _paragraphs("a\n\n```\nx\n\ny\n```\n\nb") == ["a\n\n", "```\nx\n\ny\n```\n\n", "b"]
+    text = "".join(f"Paragraph {i} about the tide.\n\n" for i in range(40)) + "```py\nprint('done')\n```"
+    chunks = [TextDelta(text[i : i + 7]) for i in range(0, len(text), 7)]
+    async with scripted_bridge([chunks], delay=0.001) as (bridge, _):
+        pane = ChatPane(bridge)
+        await pane.start()
+        ended: list[object] = []
+        bridge.turnEnded.connect(lambda *_: ended.append(1))
+        seen_placeholder_after_text = False
+        pane.ask("Tell me everything")
+        while not ended:
+            await asyncio.sleep(0.02)
+            shown = pane.view.toPlainText()
+            seen_placeholder_after_text |= "Paragraph 0" in shown and "…" in shown.split("Paragraph 0")[0][-3:]
+        await wait_until(lambda: "Paragraph 39" in pane.view.toPlainText())
+        shown = pane.view.toPlainText()
+        assert all(f"Paragraph {i} about" in shown for i in range(40))
+        assert "print('done')" in shown and not seen_placeholder_after_text

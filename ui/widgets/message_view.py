@@ -59,6 +59,8 @@ class MessageView(QTextBrowser):
         self._can_regenerate = True
         self._live: list[Part] | None = None
         self._live_start = 0
+        self._frozen: list[Part] | None = None  # live units already written, up to `_frozen_end`
+        self._frozen_end = 0
         self._colors = Colors.from_palette(self.palette())
         mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont).family()
         self._w = DocWriter(self.document(), self._colors, self.font().pointSizeF(), mono)
@@ -83,6 +85,7 @@ class MessageView(QTextBrowser):
         self._last_assistant = max((i for i, e in enumerate(entries) if e.message.role == "assistant"), default=-1)
         self._colors = self._w.colors = Colors.from_palette(self.palette())
         self.document().clear()
+        self._frozen = None
         self._fit_column()
         if not entries and notice is None and live is None:
             self._write_empty()
@@ -310,6 +313,7 @@ class MessageView(QTextBrowser):
     # --- the live answer ---------------------------------------------------------------------------
 
     def _cut_live(self) -> QTextCursor:
+        self._frozen = None
         cursor = QTextCursor(self.document())
         cursor.setPosition(min(self._live_start, self._w.end().position()))
         cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
@@ -318,27 +322,51 @@ class MessageView(QTextBrowser):
         return cursor
 
     def _render_live(self) -> None:
-        """Replace only the live region with the current parts (header, text as Markdown, tool lines)."""
+        """Render the live answer incrementally: finished paragraphs and tool lines are written once
+        ("frozen"); only the paragraph still growing is re-rendered, so the cost per repaint stays small
+        however long the answer gets."""
         stick, scrolled = self._at_bottom(), self.verticalScrollBar().value()
-        cursor = self._cut_live()
         if self._live is None:
+            self._cut_live()
             return
-        self._w.block(cursor, self._w.char(bold=True), top=12)
-        cursor.insertText("Shoal")
-        if not self._live:
-            self._w.block(cursor, self._w.char(muted=True))
-            cursor.insertText("…", self._w.char(muted=True))
-        text = ""
-        for kind, value in self._live:
-            if kind == "tool":
-                self._write_tool(-1, value, value, value)
-            else:
-                cursor = self._w.end()
-                self._w.block(cursor)
-                self._w.markdown(cursor, value)
-                text += value
+        units = _live_units(self._live)
+        settled, tail = units[:-1], units[-1:]
+        frozen = self._frozen
+        if frozen is None or settled[: len(frozen)] != frozen or self._frozen_end > self._w.end().position():
+            cursor = self._cut_live()  # first render, or something already written changed: start over
+            self._w.block(cursor, self._w.char(bold=True), top=12)
+            cursor.insertText("Shoal")
+            if not self._live:
+                self._w.block(cursor, self._w.char(muted=True))
+                cursor.insertText("…", self._w.char(muted=True))
+            frozen = []
+        else:
+            self._cut_from(self._frozen_end)
+        for unit in settled[len(frozen) :]:
+            self._write_unit(unit)
+        # the "…" placeholder of an answer with nothing yet must go once text arrives: freeze nothing then
+        self._frozen, self._frozen_end = (list(settled) if self._live else None), self._w.end().position()
+        for unit in tail:
+            self._write_unit(unit)
+        text = "".join(value for kind, value in units if kind == "text")
+        self._ranges = [r for r in self._ranges if r.index >= 0]
         self._ranges.append(_Range(self._live_start, self._w.end().position(), -1, text))
         self._restore_scroll(stick, scrolled)
+
+    def _write_unit(self, unit: Part) -> None:
+        kind, value = unit
+        if kind == "tool":
+            self._write_tool(-1, value, value, value)
+            return
+        cursor = self._w.end()
+        self._w.block(cursor)
+        self._w.markdown(cursor, value)
+
+    def _cut_from(self, position: int) -> None:
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(min(position, self._w.end().position()))
+        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
 
     def _on_anchor(self, url: QUrl) -> None:
         if url.scheme() in ("http", "https", "mailto"):  # never file: links a model wrote
@@ -351,3 +379,27 @@ class MessageView(QTextBrowser):
             self.copy_text(self._entries[int(arg)].message.content)
         elif action == "regenerate" and self._can_regenerate:
             self.regenerateRequested.emit()
+
+
+def _paragraphs(text: str) -> list[str]:
+    """Split streamed Markdown at blank lines that are outside code fences (safe places to render apart)."""
+    pieces, start, fence_open, search = [], 0, False, 0
+    while True:
+        cut = text.find("\n\n", search)
+        if cut < 0:
+            break
+        fence_open ^= text.count("```", search, cut) % 2 == 1
+        search = cut + 2
+        if not fence_open:
+            pieces.append(text[start:search])
+            start = search
+    pieces.append(text[start:])
+    return [p for p in pieces if p] or [""]
+
+
+def _live_units(live: list[Part]) -> list[Part]:
+    """Tool lines and text paragraphs, in order: the units the live region is written in."""
+    units: list[Part] = []
+    for kind, value in live:
+        units += [("text", p) for p in _paragraphs(value)] if kind == "text" else [(kind, value)]
+    return units or [("text", "")]
