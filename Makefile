@@ -46,18 +46,20 @@ test-fast: install
 	$(BIN)/python -m pytest -q tests/unit
 
 lint: install
-	$(BIN)/ruff check core app tests bench
-	$(BIN)/ruff format --check core app tests bench
+	$(BIN)/ruff check core app ui tests bench
+	$(BIN)/ruff format --check core app ui tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: install
-	$(BIN)/ruff format core app tests bench
-	$(BIN)/ruff check --fix core app tests bench
+	$(BIN)/ruff format core app ui tests bench
+	$(BIN)/ruff check --fix core app ui tests bench
 
 bench: install
 	$(BIN)/python bench/timeline.py
 	$(BIN)/python bench/llm_overhead.py
+	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/ui_lag.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
