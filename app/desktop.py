@@ -168,7 +168,7 @@ class DesktopApp:
     async def settings_saved(self) -> None:
         """Reload settings from every layer and hand them to the core; reload the model if it changed."""
         try:
-            self.loaded = load_settings(self.loaded.config_file, {})
+            self.loaded = load_settings(self.loaded.config_file, self.loaded.cli)  # flags still win
         except ShoalError as exc:
             self.bridge.errorRaised.emit(exc.to_dict())
             return

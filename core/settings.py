@@ -119,6 +119,7 @@ class LoadedSettings:
     settings: Settings
     config_file: Path
     sources: dict[str, str] = field(default_factory=dict)  # dotted key -> "file" | "env" | "cli"
+    cli: dict[str, Any] = field(default_factory=dict)  # the command-line layer, kept for reloading
 
     def source_of(self, dotted: str) -> str:
         return self.sources.get(dotted, "default")
@@ -172,7 +173,7 @@ def load_settings(config_file: Path | None = None, cli: dict[str, Any] | None = 
         settings = Settings(**merged)
     except ValidationError as exc:
         raise ConfigError(_describe_validation(exc, sources, path), "Correct or remove the value named.") from exc
-    return LoadedSettings(settings=settings, config_file=path, sources=sources)
+    return LoadedSettings(settings=settings, config_file=path, sources=sources, cli=_deepcopy(cli or {}))
 
 
 def _deepcopy(value: Any) -> Any:

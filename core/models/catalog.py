@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -100,18 +99,6 @@ def default_path() -> Path:
 def load_catalog(path: Path | None = None) -> Catalog:
     """Read and validate the catalogue. Raises CatalogError naming the file and the faulty field."""
     path = path or default_path()
-    return _load(path.resolve(), _mtime(path))
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-@lru_cache(maxsize=4)
-def _load(path: Path, _mtime: float) -> Catalog:
     fix = "Reinstall Shoal (or report this); meanwhile choose a GGUF file or a server instead."
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import shutil
+import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +26,8 @@ from typing import Any, BinaryIO, Literal
 from urllib.parse import urlsplit
 
 from core.errors import NetworkError, StorageError, UserError
+
+log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 256 * 1024
 PROGRESS_INTERVAL = 0.1  # seconds between progress reports
@@ -125,8 +130,7 @@ def check_free_space(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise NotEnoughSpaceError(
-            f"Not enough disk space in {folder}: the download needs {format_size(needed)}, "
-            f"{format_size(free)} free.",
+            f"Not enough disk space in {folder}: the download needs {format_size(needed)}, {format_size(free)} free.",
             "Free some space on that disk (or point paths.data_dir at a bigger one), then retry.",
         )
 
@@ -261,9 +265,13 @@ class _Job:
         if phase == "downloading" and len(self._samples) >= 2:
             (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
             speed = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-        self._progress(
-            DownloadProgress(phase, self.done, self.total, speed, self.resumed_from, sha256, sha256_checked=checked)
+        report = DownloadProgress(
+            phase, self.done, self.total, speed, self.resumed_from, sha256, sha256_checked=checked
         )
+        try:
+            self._progress(report)
+        except Exception:  # a display glitch must not break the download
+            log.exception("download progress callback failed")
 
     # -- main flow --
 
@@ -273,9 +281,15 @@ class _Job:
             return await self._existing()
         if self.expected_size is not None:
             check_free_space(self.target.parent, self.expected_size - partial_size(self.target))
+        # Imports stay on the loop thread: a module imported for the first time in a worker thread has
+        # crashed Qt (PySide6 + qasync, reproducibly). The TLS context (~50 ms) is built in a thread.
+        import certifi
         import httpx
 
+        cafile = os.environ.get("SSL_CERT_FILE") or certifi.where()
+        context = await asyncio.to_thread(ssl.create_default_context, cafile=cafile)
         client = httpx.AsyncClient(
+            verify=context,
             timeout=httpx.Timeout(self.timeout),
             follow_redirects=True,
             headers={"Accept-Encoding": "identity", "User-Agent": "Shoal model downloader"},
@@ -466,8 +480,7 @@ class _Job:
             raise DownloadVerificationError(
                 f"The downloaded file's SHA-256 ({digest[:12]}…) does not match the expected "
                 f"{self.expected_sha256[:12]}…; it was deleted.",
-                "Download it again; if this repeats, the file changed upstream or the download is being "
-                "tampered with.",
+                "Download it again; if this repeats, the file changed upstream or the download is being tampered with.",
             )
         os.replace(self.part, self.target)
         self.meta.unlink(missing_ok=True)
@@ -484,13 +497,18 @@ class _Job:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    lowered = text.lower()
-    if "refused" in lowered:
-        return "connection refused"
-    if "name or service not known" in lowered or "nodename nor servname" in lowered or "getaddrinfo" in lowered:
-        return "the host name does not resolve (offline?)"
-    return text
+    """The root cause of a connect failure in words (httpx nests it a few exceptions deep)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for cause in chain:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused (nothing is listening there)"
+        if isinstance(cause, socket.gaierror):
+            return "the host name does not resolve (offline, or a typo?)"
+    return str(chain[-1]) or type(chain[-1]).__name__
 
 
 def _parse_content_range(value: str) -> tuple[int | None, int | None]:
