@@ -40,7 +40,8 @@ doctor: install
 
 # The outer timeout guards against a Qt teardown that hangs (a nested event loop in a coroutine can do that).
 test: install
-	timeout --kill-after=30 2400 $(BIN)/python -m pytest -q
+	timeout --kill-after=30 1200 $(BIN)/python -m pytest -q tests/unit tests/integration
+	timeout --kill-after=30 1200 $(BIN)/python -m pytest -q tests/ui
 
 test-fast: install
 	$(BIN)/python -m pytest -q tests/unit

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,16 @@ os.environ["QT_QPA_PLATFORM"] = "offscreen"  # real widgets, no screen needed
 os.environ["PYTHON_KEYRING_BACKEND"] = "tests.fixtures.memory_keyring.MemoryKeyring"
 for _name in [n for n in os.environ if n.startswith("SHOAL_")]:
     del os.environ[_name]
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """Qt tests get a qasync loop (Qt events run while they await); every other test a plain asyncio loop.
+    Said for every test: pytest-asyncio caches the factory per session, so a Qt loop must never leak."""
+    if item.nodeid.startswith("tests/ui/"):
+        from tests.ui.conftest import qasync_loop
+
+        return {"qasync": qasync_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 @pytest.fixture(autouse=True)

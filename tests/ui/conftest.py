@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import qasync
+from PySide6.QtCore import QEvent
 from PySide6.QtWidgets import QApplication
 
 from core.approvals import ApprovalBroker
@@ -25,9 +26,24 @@ def _app() -> QApplication:
     return app
 
 
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
-    """Every async test under tests/ui runs on a qasync loop over the QApplication."""
-    return {"qasync": lambda: qasync.QEventLoop(_app())}
+@pytest.fixture(autouse=True)
+def _no_widget_outlives_its_test() -> Iterator[None]:
+    """Close and delete every top-level widget a test left behind, while its objects are still alive, so
+    no timer or queued event of one test fires into the next one's objects."""
+    yield
+    app = _app()
+    for widget in app.topLevelWidgets():
+        widget.close()
+        widget.deleteLater()
+    for _ in range(3):
+        app.processEvents()
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+    app.processEvents()
+
+
+def qasync_loop() -> qasync.QEventLoop:
+    """Every async test under tests/ui runs on a qasync loop over the QApplication (chosen in tests/conftest.py)."""
+    return qasync.QEventLoop(_app())
 
 
 @asynccontextmanager
