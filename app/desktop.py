@@ -54,6 +54,7 @@ class DesktopApp:
         await self.window.start()
         log.info("desktop ready (pid %d)", os.getpid())
         if self._needs_model():
+            self.bridge.modelState.emit("none", "choose one in the welcome dialog, or later in Settings")
             self.open_first_run()
         else:
             self.bridge.load_model()

@@ -115,7 +115,7 @@ class MainWindow(QMainWindow):
                 self.show_and_raise()
 
     def _on_model_state(self, state: str, detail: str) -> None:
-        icons = {"loading": "⏳ Loading", "ready": "● Ready:", "error": "✗ Model error:"}
+        icons = {"loading": "⏳ Loading", "ready": "● Ready:", "error": "✗ Model error:", "none": "○ No model yet:"}
         self._status_model.setText(f"{icons.get(state, state)} {detail}")
 
     def _export(self, fmt: str) -> None:
