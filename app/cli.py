@@ -56,6 +56,7 @@ def run_async(coro: Any) -> Any:
 @click.option("--temperature", type=float)
 @click.option("-v", "--verbose", is_flag=True, help="show token counts and timings")
 @click.option("--quick-ask", is_flag=True, help="open the quick-ask box (in the running app, if there is one)")
+@click.option("--quit", "quit_running", is_flag=True, help="ask the running desktop app to quit")
 @click.option("--smoke-test", type=click.Path(path_type=Path), help="run one scripted turn in the window, save a PNG")
 @click.option("--startup-probe", is_flag=True, hidden=True, help="print first-window timing as JSON and exit")
 @click.option("--screenshots", type=click.Path(path_type=Path), hidden=True, help="with --smoke-test: more PNGs here")
@@ -65,7 +66,7 @@ def cli(ctx: click.Context, config: Path | None, model_path: str | None, endpoin
     """Shoal: a personal assistant with a local agent core. Without a command, opens the desktop app."""
     verbose = flags.pop("verbose")
     quick_ask, smoke_test, probe = flags.pop("quick_ask"), flags.pop("smoke_test"), flags.pop("startup_probe")
-    screenshots = flags.pop("screenshots")
+    screenshots, quit_running = flags.pop("screenshots"), flags.pop("quit_running")
     overrides = cli_overrides(model=model_path, endpoint=endpoint, **flags)
     ctx.obj = Context(config, overrides, verbose)
     if ctx.invoked_subcommand is not None:
@@ -81,7 +82,7 @@ def cli(ctx: click.Context, config: Path | None, model_path: str | None, endpoin
     except ShoalError as exc:
         render.print_error(exc.to_dict())
         sys.exit(exc.exit_code)
-    sys.exit(gui.run_desktop(loaded, quick_ask=quick_ask))
+    sys.exit(gui.run_desktop(loaded, quick_ask=quick_ask, quit_running=quit_running))
 
 
 def approval_prompt(auto_yes: bool, reader: LineReader | None = None) -> ApprovalCallback:

@@ -14,13 +14,13 @@ from typing import Any
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from core.approvals import ApprovalBroker
-from core.errors import ShoalError
+from core.errors import ShoalError, classify
 from core.providers.base import Provider
 from core.service import AgentCore
 from core.settings import LoadedSettings, load_settings
 from ui.bridge import Bridge
 from ui.main_window import MainWindow
-from ui.tasks import spawn
+from ui.tasks import settle, spawn
 from ui.theme import apply_theme
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,9 @@ class DesktopApp:
         self.window.quitRequested.connect(self.quit)
         self.window.settingsRequested.connect(self.open_settings)
         qapp.aboutToQuit.connect(self.quit)
+        # Quitting is ours to do (after turns stop and the core is released), never Qt's on the last close.
+        qapp.setQuitOnLastWindowClosed(False)
+        self._fatal_box: QMessageBox | None = None
 
     # --- running ----------------------------------------------------------------------------
 
@@ -64,9 +67,12 @@ class DesktopApp:
     async def run(self, *, quick_ask: bool = False) -> int:
         try:
             await self.start(quick_ask=quick_ask)
-        except ShoalError as exc:
-            self._fatal(exc)
-            return exc.exit_code
+        except Exception as exc:  # a ShoalError says what to do; anything else is classified as a bug
+            error = classify(exc)
+            self._fatal(error)
+            await self.quit_event.wait()  # until the person has read why
+            await self.shutdown()
+            return error.exit_code
         await self.quit_event.wait()
         await self.shutdown()
         return 0
@@ -75,9 +81,13 @@ class DesktopApp:
         self.quit_event.set()
 
     async def shutdown(self) -> None:
+        """Stop turns (each records its stop), let the panes finish their last reloads, then release the core."""
         self.window.save_layout()
+        self.window.hide()
         for session_id in list(self.bridge._turns):
             self.bridge.stop(session_id)
+        await self.bridge.drain()
+        await settle()
         await self.core.stop()
         if self.tray is not None:
             self.tray.hide()
@@ -87,6 +97,7 @@ class DesktopApp:
         box = QMessageBox(QMessageBox.Icon.Critical, "Shoal cannot start", exc.message, QMessageBox.StandardButton.Ok)
         box.setInformativeText(exc.fix)
         box.finished.connect(self.quit)
+        self._fatal_box = box  # kept, or it would vanish before anyone reads it
         box.open()
 
     # --- handling messages from a second `shoal` process ------------------------------------
@@ -116,7 +127,6 @@ class DesktopApp:
         self.window.keep_in_tray = self.tray.available
         if self.tray.available:
             self.tray.show()
-            self.qapp.setQuitOnLastWindowClosed(False)
 
     @property
     def quick_ask(self) -> Any:
@@ -173,7 +183,7 @@ class DesktopApp:
         except ShoalError as exc:
             self.bridge.errorRaised.emit(exc.to_dict())
             return
-        await self.core.apply_settings(self.loaded.settings)
+        await self.core.apply_settings(self.loaded.settings, reconnect=True)
         apply_theme(self.qapp, self.loaded.settings.appearance.theme)
         self.bridge.toolsChanged.emit()
         if not self._needs_model():

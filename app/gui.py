@@ -34,7 +34,7 @@ def make_qapp() -> Any:
     return app
 
 
-def run_desktop(loaded: LoadedSettings, *, quick_ask: bool = False) -> int:
+def run_desktop(loaded: LoadedSettings, *, quick_ask: bool = False, quit_running: bool = False) -> int:
     if not _has_display():
         print(
             "Shoal's window needs a desktop session (no DISPLAY or WAYLAND_DISPLAY is set).\n"
@@ -45,11 +45,13 @@ def run_desktop(loaded: LoadedSettings, *, quick_ask: bool = False) -> int:
     import qasync
 
     from app.wiring import setup_logging
-    from ui.single_instance import SingleInstance
+    from ui.single_instance import SingleInstance, default_key
 
     setup_logging(loaded)
     app = make_qapp()
-    instance = SingleInstance()
+    instance = SingleInstance(default_key(loaded.config_file))  # one running app per user and config
+    if quit_running:
+        return 0 if instance.send({"action": "quit"}) else 1
     if not instance.claim():
         sent = instance.send({"action": "quick-ask" if quick_ask else "show"})
         return 0 if sent else 1
@@ -60,7 +62,13 @@ def run_desktop(loaded: LoadedSettings, *, quick_ask: bool = False) -> int:
     with loop:
         desktop = DesktopApp(app, loaded)
         instance.messageReceived.connect(desktop.handle_message)
-        return int(loop.run_until_complete(desktop.run(quick_ask=quick_ask)))
+        try:
+            return int(loop.run_until_complete(desktop.run(quick_ask=quick_ask)))
+        except RuntimeError:  # Qt ended the loop (session logout): still stop turns and release everything
+            loop.run_until_complete(desktop.shutdown())
+            return 0
+        finally:
+            instance.close()
 
 
 def run_smoke_test(out: Path, timeout: float = 60.0, *, screenshots: Path | None = None) -> int:

@@ -27,6 +27,9 @@ from core.tools.registry import ApprovalCallback, ToolContext, ToolRegistry, Too
 
 log = logging.getLogger(__name__)
 _END = object()
+# What a model is loaded or connected with: changing anything else (temperature, max_tokens…) needs no reload.
+_LOAD_FIELDS = ("provider", "path", "n_ctx", "n_threads", "n_gpu_layers", "chat_format", "base_url", "name",
+                "key_name", "timeout", "tool_call_tags")  # fmt: skip
 
 
 class Turn:
@@ -103,6 +106,7 @@ class AgentCore:
         self.timeline = self.history.timeline
         self.sessions = self.history.sessions
         self._turns: set[Turn] = set()
+        self._background: set[asyncio.Future[None]] = set()
         self.registry = ToolRegistry()
         self.approve = approve
         self._provider = provider
@@ -151,6 +155,8 @@ class AgentCore:
             turn.cancel()
         if turns:
             await asyncio.wait([asyncio.ensure_future(t.result()) for t in turns], timeout=timeout)
+        if self._background:  # models released after their last turn
+            await asyncio.wait(list(self._background), timeout=timeout)
         await self._release()
 
     async def _release(self) -> None:
@@ -185,15 +191,31 @@ class AgentCore:
             self._provider = build_provider(self.settings.model)
         return self._provider
 
-    async def apply_settings(self, settings: Settings) -> None:
-        """Use changed settings from the next turn on; the model is released if its settings changed."""
-        if settings.model != self.settings.model and not self._provider_given and self._provider is not None:
+    async def apply_settings(self, settings: Settings, *, reconnect: bool = False) -> None:
+        """Use changed settings from the next turn on. The model is released only if what it was loaded or
+        connected with changed (generation options need no reload); `reconnect` also renews an endpoint
+        connection, whose API key lives in the keyring rather than in the settings. A model still in use by
+        a running turn is released when that turn ends."""
+        old, new = self.settings.model, settings.model
+        reload = any(getattr(old, f) != getattr(new, f) for f in _LOAD_FIELDS)
+        reload = reload or (reconnect and new.provider == "openai")
+        if reload and not self._provider_given and self._provider is not None:
             provider, self._provider = self._provider, None
-            await provider.stop()
+            running = [t for t in self._turns if not t.done]
+            if running:
+                task = asyncio.ensure_future(self._release_after(provider, running))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            else:
+                await provider.stop()
         for spec in self.registry.specs(enabled_only=False):
             self.registry.set_enabled(spec.name, spec.name not in settings.tools.disabled)
         self.settings = settings
         self._agent = None
+
+    async def _release_after(self, provider: Provider, turns: list[Turn]) -> None:
+        await asyncio.gather(*(t.result() for t in turns), return_exceptions=True)
+        await provider.stop()
 
     async def load_model(self) -> None:
         """Load or connect now (otherwise it happens on the first message)."""

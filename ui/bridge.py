@@ -164,7 +164,10 @@ class Bridge(QObject):
         self.sessionsChanged.emit()
 
     async def delete_session(self, session_id: str) -> None:
-        self.stop(session_id)
+        turn = self._turns.get(session_id)
+        if turn is not None:  # let the turn record its stop before its session goes
+            turn.cancel()
+            await turn.result()
         await self.core.sessions.delete(session_id)
         self.sessionsChanged.emit()
 

@@ -18,6 +18,12 @@ def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
     return task
 
 
+async def settle(timeout: float = 5.0) -> None:
+    """Wait (bounded) for the background tasks started so far, e.g. the last reloads before shutdown."""
+    if _running:
+        await asyncio.wait(list(_running), timeout=timeout)
+
+
 def _finished(task: asyncio.Task[Any]) -> None:
     _running.discard(task)
     if not task.cancelled() and task.exception() is not None:

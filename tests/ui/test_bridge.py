@@ -37,3 +37,20 @@ async def test_approvals_from_the_bridge() -> None:
         assert bridge.resolve_approval(pending.id, ApprovalDecision.APPROVE_ONCE)
         await wait_until(lambda: not bridge.is_busy(session.id))
         assert changed == [1, 0]
+
+
+async def test_deleting_a_thread_while_it_streams_stops_the_turn_cleanly() -> None:
+    from core.providers.base import TextDelta
+
+    async with scripted_bridge([[TextDelta("x ") for _ in range(1000)]], delay=0.005) as (bridge, _):
+        ended: list[object] = []
+        deltas: list[str] = []
+        bridge.turnEnded.connect(lambda sid, final: ended.append(final))
+        bridge.assistantDelta.connect(lambda sid, text: deltas.append(text))
+        session = await bridge.new_session()
+        bridge.send(session.id, "talk")
+        await wait_until(lambda: len(deltas) > 3)  # mid-answer
+        await bridge.delete_session(session.id)
+        await wait_until(lambda: bool(ended))
+        assert isinstance(ended[0], ev.TurnFinished) and ended[0].status == "cancelled"
+        assert session.id not in {s.id for s in await bridge.sessions()}

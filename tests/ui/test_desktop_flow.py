@@ -63,3 +63,45 @@ def _items(tree):  # type: ignore[no-untyped-def]
         item = stack.pop()
         yield item
         stack.extend(item.child(i) for i in range(item.childCount()))
+
+
+async def test_closing_the_window_without_a_tray_stops_the_turn_and_releases_everything() -> None:
+    import asyncio
+
+    from core import events as ev
+    from core.providers.base import TextDelta
+    from core.providers.scripted import ScriptedProvider
+
+    provider = ScriptedProvider([[TextDelta("word ") for _ in range(2000)]], delay=0.005)
+    app = QApplication.instance()
+    desktop = DesktopApp(app, load_settings(None, {}), provider=provider)  # type: ignore[arg-type]
+    running = asyncio.ensure_future(desktop.run())
+    await wait_until(lambda: desktop.window.chat.current_session_id() is not None, timeout=10)
+    ended: list[object] = []
+    deltas: list[str] = []
+    desktop.bridge.turnEnded.connect(lambda _sid, final: ended.append(final))
+    desktop.bridge.assistantDelta.connect(lambda _sid, text: deltas.append(text))
+    desktop.window.chat.ask("talk for a long time")
+    await wait_until(lambda: len(deltas) > 3, timeout=10)  # mid-answer
+    assert not app.quitOnLastWindowClosed()
+    desktop.window.close()  # no tray offscreen: closing quits
+    assert await asyncio.wait_for(running, 10) == 0
+    assert not desktop.core.db.running
+    assert isinstance(ended[-1], ev.TurnFinished) and ended[-1].status == "cancelled"
+
+
+async def test_a_core_that_cannot_start_explains_why_and_waits_to_be_read(tmp_path: Path) -> None:
+    import asyncio
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    loaded = load_settings(None, {"paths": {"data_dir": str(blocker / "data")}})
+    app = QApplication.instance()
+    desktop = DesktopApp(app, loaded)  # type: ignore[arg-type]
+    running = asyncio.ensure_future(desktop.run())
+    await wait_until(lambda: desktop._fatal_box is not None, timeout=10)
+    await asyncio.sleep(0.2)
+    assert not running.done() and desktop._fatal_box.isVisible()
+    assert "database" in desktop._fatal_box.text().lower() or "write" in desktop._fatal_box.text().lower()
+    desktop._fatal_box.accept()
+    assert await asyncio.wait_for(running, 10) == 2  # a storage problem is the user's to fix

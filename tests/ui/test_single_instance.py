@@ -280,3 +280,10 @@ def test_the_socket_lives_in_the_private_runtime_folder(tmp_path: Path, monkeypa
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     assert server_name("shoal-x") == "shoal-x"  # Qt puts it in the temp folder
     assert server_name("/run/explicit.sock") == "/run/explicit.sock"  # an absolute key is used as is
+
+
+def test_two_configs_never_share_a_running_app(tmp_path: Path) -> None:
+    from ui.single_instance import default_key
+
+    assert default_key(tmp_path / "a.toml") != default_key(tmp_path / "b.toml")
+    assert default_key(tmp_path / "a.toml") == default_key(tmp_path / "a.toml")

@@ -8,7 +8,8 @@ import json
 from core import events as ev
 from core.approvals import ApprovalBroker
 from core.export import to_json, to_markdown
-from core.providers.scripted import tool_call
+from core.providers.base import TextDelta
+from core.providers.scripted import ScriptedProvider, tool_call
 from core.timeline.store import Event
 from core.tools.registry import ApprovalDecision
 from tests.fixtures.cores import run_turn, scripted_core
@@ -114,3 +115,36 @@ async def test_applied_settings_take_effect_on_the_next_turn() -> None:
         assert provider.calls[-1][0].content == "Be terse."
         assert "shell" not in provider.tools_seen[-1] and "shell" in provider.tools_seen[0]
         assert not core.tool_enabled("shell")
+
+
+class _Recording(ScriptedProvider):
+    def __init__(self, steps, log: list[str], name: str) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(steps)
+        self.log, self.label = log, name
+
+    async def stop(self) -> None:
+        self.log.append(f"{self.label} stopped")
+
+
+async def test_generation_changes_keep_the_model_and_load_changes_release_it_after_running_turns() -> None:
+    from core.service import AgentCore
+    from core.settings import load_settings
+
+    log: list[str] = []
+    core = AgentCore(load_settings(None, {"model": {"path": "/m/a.gguf"}}).settings)
+    await core.start()
+    try:
+        core._provider = _Recording([[TextDelta("x ") for _ in range(200)]], log, "a")
+        session = await core.new_session()
+        await core.apply_settings(load_settings(None, {"model": {"path": "/m/a.gguf", "temperature": 0.1}}).settings)
+        assert log == [] and core._provider is not None  # temperature alone: no reload
+        core._provider._delay = 0.005
+        turn = core.send(session.id, "go")
+        await asyncio.sleep(0.05)
+        await core.apply_settings(load_settings(None, {"model": {"path": "/m/b.gguf"}}).settings)
+        assert log == [] and core._provider is None  # released only when the running turn ends
+        await turn.result()
+        await asyncio.sleep(0.05)
+        assert log == ["a stopped"]
+    finally:
+        await core.stop()
