@@ -132,6 +132,7 @@ class QuickAskBox(QWidget):
         self.question = ""
         self._answer = ""
         self._busy = False
+        self._following = False  # a turn this box started is running
         self._asking = False  # between Enter and the turn starting (the session may be being created)
         self._started_at = 0.0
         self._model = ""
@@ -308,6 +309,9 @@ class QuickAskBox(QWidget):
             if self.session_id is None:
                 info = await self.bridge.new_session(SESSION_TITLE)
                 self.session_id = info.id
+            if self.bridge.is_busy(self.session_id):  # e.g. a turn sent from the main window: keep the answer shown
+                self._set_status("Still answering the last question…")
+                return
             self.question = question
             self._answer = ""
             self._tool = ""
@@ -316,7 +320,9 @@ class QuickAskBox(QWidget):
             self._render()
             self._set_status(f"Thinking… · {self._model}")
             self.input.end(False)  # the question stays, cursor after it
+            self._following = True  # before send: its first signals arrive synchronously
             if self.bridge.send(self.session_id, question) is None:
+                self._following = False
                 self._set_status("Still answering the last question…")
         except Exception as exc:
             error = classify(exc)
@@ -329,7 +335,8 @@ class QuickAskBox(QWidget):
     # --- bridge signals ----------------------------------------------------------------------
 
     def _mine(self, session_id: str) -> bool:
-        return self.session_id is not None and session_id == self.session_id
+        """Only the turn this box started: turns sent to the same session from the main window are not ours."""
+        return self._following and self.session_id is not None and session_id == self.session_id
 
     def _on_delta(self, session_id: str, text: str) -> None:
         if not self._mine(session_id):
@@ -369,6 +376,7 @@ class QuickAskBox(QWidget):
     def _on_turn_ended(self, session_id: str, final: object) -> None:
         if not self._mine(session_id):
             return
+        self._following = False
         self._busy = False
         seconds = time.monotonic() - self._started_at if self._started_at else 0.0
         if isinstance(final, ev.TurnFinished):

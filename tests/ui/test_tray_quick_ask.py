@@ -258,3 +258,17 @@ def test_desktop_entry() -> None:
     if validator:
         result = subprocess.run([validator, str(path)], capture_output=True, text=True, check=False)
         assert result.returncode == 0 and not result.stdout.strip(), result.stdout
+
+
+async def test_turns_sent_from_the_main_window_do_not_write_into_the_box() -> None:
+    async with scripted_bridge(["Box answer.", "Main window answer."]) as (bridge, _):
+        box = QuickAskBox(bridge)
+        box.popup()
+        box.input.setText("Box question")
+        box.ask()
+        await wait_until(lambda: "Box answer." in box.answer_text and not box.busy)
+        ended: list[object] = []
+        bridge.turnEnded.connect(lambda *_: ended.append(1))
+        bridge.send(box.session_id, "asked in the main window")  # the same session, another front end
+        await wait_until(lambda: bool(ended))
+        assert box.answer_text == "Box answer."
