@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from core.providers.base import GenerationOptions, Provider
-from core.secrets import get_api_key
 from core.settings import ModelSettings
 
 
@@ -11,14 +10,14 @@ def build_provider(model: ModelSettings) -> Provider:
     if model.provider == "openai":
         from core.providers.openai_compat import OpenAIProvider
 
-        secret = get_api_key(model.key_name)
         return OpenAIProvider(
             model.base_url,
             model.name,
-            secret.value if secret else None,
+            None,
             key_name=model.key_name,
             timeout=model.timeout,
             parse_tool_tags=model.tool_call_tags,
+            key_from_keyring=True,  # looked up on start(), off the event loop
         )
     from core.providers.llama_local import LlamaCppProvider
 

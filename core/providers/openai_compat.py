@@ -3,6 +3,7 @@ llama-cpp-python's server. The SDK is imported when the provider starts, not whe
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -45,6 +46,7 @@ class OpenAIProvider(Provider):
         key_name: str = "default",
         timeout: float = 120.0,
         parse_tool_tags: bool = True,
+        key_from_keyring: bool = False,
     ) -> None:
         if not base_url:
             raise ModelNotConfiguredError(
@@ -59,6 +61,7 @@ class OpenAIProvider(Provider):
         self.model = model
         self._api_key = api_key
         self._key_name = key_name
+        self._key_from_keyring = key_from_keyring  # read on start(), in a thread: a keyring may prompt
         self._timeout = timeout
         self._parse_tool_tags = parse_tool_tags
         self._client: Any = None
@@ -70,6 +73,12 @@ class OpenAIProvider(Provider):
     async def start(self) -> None:
         if self._client is None:
             import openai
+
+            if self._key_from_keyring:
+                from core.secrets import get_api_key
+
+                secret = await asyncio.to_thread(get_api_key, self._key_name)
+                self._api_key = secret.value if secret else None
 
             self._client = openai.AsyncOpenAI(
                 base_url=self.base_url, api_key=self._api_key or NO_KEY, timeout=self._timeout, max_retries=1

@@ -94,3 +94,18 @@ def test_missing_endpoint_or_model_name_is_a_config_error() -> None:
         OpenAIProvider("", "m", None)
     with pytest.raises(ModelNotConfiguredError, match="No model name"):
         OpenAIProvider("http://localhost:11434/v1", "", None)
+
+
+async def test_the_configured_provider_reads_its_key_from_the_keyring_when_it_starts() -> None:
+    from core.providers.factory import build_provider
+    from core.secrets import set_api_key
+    from core.settings import ModelSettings
+
+    set_api_key("sk-from-the-keyring-42")
+    provider = build_provider(ModelSettings(provider="openai", base_url="http://127.0.0.1:9/v1", name="m"))
+    assert provider._api_key is None  # nothing read while building (that may run on the GUI thread)
+    await provider.start()
+    try:
+        assert provider._client.api_key == "sk-from-the-keyring-42"
+    finally:
+        await provider.stop()
