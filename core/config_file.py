@@ -48,27 +48,35 @@ def write_atomically(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
-def set_value(path: Path, dotted: str, value: Any) -> Any:
-    """Set `dotted` (e.g. "model.path") to `value` in the file at `path`. Returns the stored value.
-    Raises ConfigError, leaving the file untouched, for a secret or an invalid value."""
+def apply(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `dotted` in the parsed file `data` (None removes it, back to its default); refuses secrets."""
     leaf_name = dotted.rsplit(".", 1)[-1]
     if any(leaf_name == word or leaf_name.endswith("_" + word) for word in SECRET_WORDS):
         raise ConfigError(
             f"{dotted} looks like a secret; secrets never go in the config file.",
             "Use `shoal config set-key` (the OS keyring) or the SHOAL_API_KEY environment variable.",
         )
-    data = read(path)
     section, _, leaf = dotted.rpartition(".")
     target = data
     for part in filter(None, section.split(".")):
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
-            raise ConfigError(f"{part} is not a section in {path}.", "Check the key's spelling.")
-    target[leaf] = value
+            raise ConfigError(f"{part} is not a section.", "Check the key's spelling.")
+    if value is None:
+        target.pop(leaf, None)
+    else:
+        target[leaf] = value
+
+
+def set_value(path: Path, dotted: str, value: Any) -> Any:
+    """Set `dotted` (e.g. "model.path") to `value` in the file at `path`. Returns the stored value.
+    Raises ConfigError, leaving the file untouched, for a secret or an invalid value."""
+    data = read(path)
+    apply(data, dotted, value)
     try:
         Settings(**data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"Not saved: {problems}", "Give a valid value; the file was not changed.") from exc
     write_atomically(path, data)
-    return target[leaf]
+    return value

@@ -268,7 +268,7 @@ class SetupService:
         problems: dict[str, str] = {}
         for dotted, value in values.items():
             try:
-                _apply(data, dotted, value)
+                config_file.apply(data, dotted, value)
             except ConfigError as exc:
                 problems[dotted] = exc.message
         if problems:
@@ -296,22 +296,6 @@ def _checked_base_url(base_url: str) -> str:
             "Enter the server's address, e.g. http://localhost:11434/v1 (Ollama).",
         )
     return url.rstrip("/")
-
-
-def _apply(data: dict[str, Any], dotted: str, value: Any) -> None:
-    leaf_name = dotted.rsplit(".", 1)[-1]
-    if any(leaf_name == word or leaf_name.endswith("_" + word) for word in config_file.SECRET_WORDS):
-        raise ConfigError(f"{dotted} looks like a secret; secrets never go in the config file.", "Use the keyring.")
-    section, _, leaf = dotted.rpartition(".")
-    target = data
-    for part in filter(None, section.split(".")):
-        target = target.setdefault(part, {})
-        if not isinstance(target, dict):
-            raise ConfigError(f"{part} is not a section.", "Check the key's spelling.")
-    if value is None:
-        target.pop(leaf, None)
-    else:
-        target[leaf] = value
 
 
 def _owner(loc: str, values: Mapping[str, Any]) -> str | None:
