@@ -38,13 +38,10 @@ chat: install
 doctor: install
 	$(BIN)/shoal doctor
 
-# Qt tests share one qasync loop for the whole run: closing a qasync loop between tests can leave a Qt timer
-# pointing at freed memory, which crashes a later test.
-QT_TEST_LOOP := -o asyncio_default_test_loop_scope=session -o asyncio_default_fixture_loop_scope=session
 # The outer timeout guards against a Qt teardown that hangs (a nested event loop in a coroutine can do that).
 test: install
 	timeout --kill-after=30 1200 $(BIN)/python -m pytest -q tests/unit tests/integration
-	timeout --kill-after=30 1200 $(BIN)/python -m pytest -q $(QT_TEST_LOOP) tests/ui
+	timeout --kill-after=30 1200 $(BIN)/python -m pytest -q tests/ui
 
 test-fast: install
 	$(BIN)/python -m pytest -q tests/unit
