@@ -8,7 +8,6 @@ valid are the changes written, in one atomic write (and an API key only ever to 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -37,46 +36,12 @@ from shiboken6 import isValid
 
 from core.errors import ShoalError
 from core.setup import InvalidSettingsError, SetupService
+from ui.dialogs.settings_fields import _Field, _float, _int, _number_text, _optional_int, _ParseError
 from ui.widgets.inline_message import InlineMessage
 
 THEMES = [("System", "system"), ("Light", "light"), ("Dark", "dark")]
 THEME_KEY = "appearance.theme"
 QWIDGETSIZE_MAX = 16777215
-
-
-class _ParseError(ValueError):
-    """The text in a field is not the kind of value it needs (said in words for the user)."""
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise _ParseError("Enter a whole number.") from None
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text.strip().replace(",", "."))
-    except ValueError:
-        raise _ParseError("Enter a number, e.g. 0.7.") from None
-
-
-def _optional_int(text: str) -> int | None:
-    return _int(text) if text.strip() else None
-
-
-def _number_text(value: Any) -> str:
-    return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
-@dataclass
-class _Field:
-    key: str  # dotted settings key
-    read: Callable[[], Any]  # the widget's value; raises _ParseError
-    write: Callable[[Any], None]  # show a value
-    error: InlineMessage
-    initial: Any = None
 
 
 class SettingsDialog(QDialog):
