@@ -84,8 +84,7 @@ class DesktopApp:
         """Stop turns (each records its stop), let the panes finish their last reloads, then release the core."""
         self.window.save_layout()
         self.window.hide()
-        for session_id in list(self.bridge._turns):
-            self.bridge.stop(session_id)
+        self.bridge.stop_all()
         await self.bridge.drain()
         await settle()
         await self.core.stop()

@@ -117,6 +117,11 @@ class Bridge(QObject):
         """Answer the session's last question again."""
         return self._start(session_id, "", regenerate=True)
 
+    def stop_all(self) -> None:
+        """Stop every running turn (each records its stop); `drain()` waits for them."""
+        for turn in list(self._turns.values()):
+            turn.cancel()
+
     def stop(self, session_id: str) -> None:
         turn = self._turns.get(session_id)
         if turn is not None:

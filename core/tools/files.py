@@ -137,7 +137,17 @@ def _writable_target(ws: Workspace, user_path: str) -> Path:
     return target
 
 
-class ReadFileTool(Tool):
+class _FileTool(Tool):
+    """File work blocks on the disk: it runs in a worker thread, never on the event loop."""
+
+    async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
+        return await asyncio.to_thread(self._run, args, ctx)
+
+    def _run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
+        raise NotImplementedError
+
+
+class ReadFileTool(_FileTool):
     spec = ToolSpec(
         name="read_file",
         description="Read a UTF-8 text file from the workspace, optionally only some lines.",
@@ -153,9 +163,6 @@ class ReadFileTool(Tool):
         },
         risk=RiskTier.READ,
     )
-
-    async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
-        return await asyncio.to_thread(self._run, args, ctx)
 
     def _run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
         ws, shown = Workspace(ctx.workspace), args["path"]
@@ -178,7 +185,7 @@ class ReadFileTool(Tool):
         return ToolOutput(out, {**data, "offset": offset, "end": end, "partial": partial})
 
 
-class ListDirTool(Tool):
+class ListDirTool(_FileTool):
     spec = ToolSpec(
         name="list_dir",
         description=f"List a workspace folder: each entry's name, type and size (at most {MAX_LIST_ENTRIES}).",
@@ -190,9 +197,6 @@ class ListDirTool(Tool):
         },
         risk=RiskTier.READ,
     )
-
-    async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
-        return await asyncio.to_thread(self._run, args, ctx)
 
     def _run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
         ws, shown = Workspace(ctx.workspace), args.get("path") or "."
@@ -237,7 +241,7 @@ def _format(entry: dict[str, Any]) -> str:
     return f"  {entry['name']}  ({entry['type']})"
 
 
-class WriteFileTool(Tool):
+class WriteFileTool(_FileTool):
     spec = ToolSpec(
         name="write_file",
         description="Create or replace a text file in the workspace (parent folders are created).",
@@ -249,9 +253,6 @@ class WriteFileTool(Tool):
         },
         risk=RiskTier.WRITE,
     )
-
-    async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
-        return await asyncio.to_thread(self._run, args, ctx)
 
     def _run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
         ws, shown = Workspace(ctx.workspace), args["path"]
@@ -273,7 +274,7 @@ class WriteFileTool(Tool):
         )
 
 
-class EditFileTool(Tool):
+class EditFileTool(_FileTool):
     spec = ToolSpec(
         name="edit_file",
         description=(
@@ -293,9 +294,6 @@ class EditFileTool(Tool):
         },
         risk=RiskTier.WRITE,
     )
-
-    async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
-        return await asyncio.to_thread(self._run, args, ctx)
 
     def _run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
         ws, shown = Workspace(ctx.workspace), args["path"]

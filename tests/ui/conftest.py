@@ -56,8 +56,7 @@ async def running_bridge(provider: Provider, overrides: dict[str, Any] | None = 
     try:
         yield bridge
     finally:
-        for session_id in list(bridge._turns):
-            bridge.stop(session_id)
+        bridge.stop_all()
         await bridge.drain()
         await core.stop()
 

@@ -38,8 +38,7 @@ async def pane_over(bridge: Bridge) -> AsyncIterator[tuple[ChatPane, Bridge, lis
         await pane.start()
         yield pane, bridge, finals
     finally:
-        for session_id in list(bridge._turns):
-            bridge.stop(session_id)
+        bridge.stop_all()
         await bridge.drain()
         await settle()
         pane.hide()  # not close(): closing the last window would quit the app, and with it the test's loop
