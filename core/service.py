@@ -112,6 +112,7 @@ class AgentCore:
         self._provider = provider
         self._provider_given = provider is not None  # a provider handed in (tests) survives reconfiguring
         self._mcp: Any = None
+        self.group: Any = None  # core.group.runtime.GroupRuntime while group mode is on
         self._agent: Agent | None = None
         self._started = False
 
@@ -129,6 +130,8 @@ class AgentCore:
             for name in self.settings.tools.disabled:
                 self.registry.set_enabled(name, False)
             await self._start_mcp()
+            if self.settings.group.enabled:
+                await self.join_group()
         except BaseException:
             await asyncio.shield(self._release())
             raise
@@ -159,7 +162,26 @@ class AgentCore:
             await asyncio.wait(list(self._background), timeout=timeout)
         await self._release()
 
+    async def join_group(self, *, ephemeral: bool = False) -> Any:
+        """Attach to the configured Kafka group. Returns at once: connecting goes on in the background
+        (see `GroupNode`), and local chat works whatever the broker does."""
+        if self.group is None:
+            from core.group.runtime import GroupRuntime
+
+            runtime = GroupRuntime(self, self.settings.group, ephemeral=ephemeral)
+            await runtime.start()
+            self.group = runtime
+            self._agent = None  # the agent's tool list now includes delegate / ask_peer
+        return self.group
+
+    async def leave_group(self, timeout: float = 5.0) -> None:
+        runtime, self.group = self.group, None
+        if runtime is not None:
+            await runtime.stop(timeout)
+            self._agent = None
+
     async def _release(self) -> None:
+        await self.leave_group()
         if self._mcp is not None:
             try:
                 await self._mcp.stop()
@@ -210,8 +232,13 @@ class AgentCore:
                 await provider.stop()
         for spec in self.registry.specs(enabled_only=False):
             self.registry.set_enabled(spec.name, spec.name not in settings.tools.disabled)
+        regroup = settings.group != self.settings.group
         self.settings = settings
         self._agent = None
+        if regroup and self._started:
+            await self.leave_group()
+            if settings.group.enabled:
+                await self.join_group()
 
     async def _release_after(self, provider: Provider, turns: list[Turn]) -> None:
         await asyncio.gather(*(t.result() for t in turns), return_exceptions=True)
@@ -244,9 +271,10 @@ class AgentCore:
             title=title, model=self.provider.model_id, system_prompt=self.settings.agent.system_prompt
         )
 
-    def send(self, session_id: str, text: str, *, regenerate: bool = False) -> Turn:
-        """Start a turn; iterate the returned Turn for its events. `regenerate` answers the last question again."""
-        turn = Turn(self.agent.run_turn(session_id, text, regenerate=regenerate))
+    def send(self, session_id: str, text: str, *, regenerate: bool = False, **remote: Any) -> Turn:
+        """Start a turn; iterate the returned Turn for its events. `regenerate` answers the last question again.
+        A task from a peer passes `parent`, `correlation_id` and `depth` (see `Agent.run_turn`)."""
+        turn = Turn(self.agent.run_turn(session_id, text, regenerate=regenerate, **remote))
         self._turns.add(turn)
         turn.on_done(lambda: self._turns.discard(turn))
         return turn

@@ -88,6 +88,67 @@ class PathSettings(_Section):
         return paths.expand(self.data_dir) if self.data_dir else paths.default_data_dir()
 
 
+class SkillSettings(_Section):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="skill id, part of a topic name")
+    description: str = ""
+    handler: Literal["agent", "echo"] = Field("agent", description="agent: a turn of the local agent; echo: replies")
+
+
+class KafkaClientSettings(_Section):
+    """Client timings. The defaults suit real clusters; tests against a local broker shorten them."""
+
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
+    request_timeout_ms: int = Field(30_000, ge=1000)
+    fetch_max_wait_ms: int = Field(100, ge=1, description="longest a fetch waits for data (0 is refused)")
+    linger_ms: int = Field(0, ge=0, description="producer batching delay; 0 favours latency")
+    max_request_size: int = Field(1_048_576, ge=1024, description="largest record the producer sends")
+
+
+class ArtifactSettings(_Section):
+    """Where payloads over `group.max_inline_bytes` go; peers fetch them by content digest."""
+
+    kind: Literal["none", "folder", "s3"] = "none"
+    folder: str = Field("", description="shared folder (every peer mounts it) for the folder store")
+    s3_bucket: str = ""
+    s3_prefix: str = "shoal-artifacts"
+    s3_endpoint_url: str = Field("", description="S3-compatible endpoint (MinIO, R2…); empty means AWS")
+    s3_region: str = "us-east-1"
+    s3_key_name: str = Field("s3", description="keyring entry with the access key (secret id:secret)")
+
+
+class GroupSettings(_Section):
+    enabled: bool = Field(False, description="attach the agent to a Kafka group")
+    name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", description="topics: group.<name>.*")
+    bootstrap_servers: list[str] = Field(default_factory=lambda: ["localhost:9092"])
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str = Field("", description="the password lives in the keyring (shoal group set-password)")
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_check_hostname: bool = True
+    agent_name: str = Field("", description="how peers see this agent (default: the host name)")
+    description: str = Field("", description="what this agent is good at, for the roster")
+    skills: list[SkillSettings] = Field(default_factory=list, description="skill queues this agent takes tasks from")
+    zone: str = Field("public", description="zone carried on every envelope this agent sends")
+    heartbeat_interval: float = Field(5.0, gt=0, description="seconds between heartbeats; 3 missed drop a peer")
+    partitions: int = Field(6, ge=1, description="partitions of topics this agent creates")
+    replication_factor: int = Field(1, ge=1, description="replicas of topics this agent creates (3 on real clusters)")
+    retention_hours: float = Field(168.0, gt=0, description="retention of requests, responses, progress, traces")
+    audit_retention_hours: float = Field(24 * 90, gt=0, description="retention of the audit topic")
+    max_inline_bytes: int = Field(256 * 1024, ge=1024, description="larger payloads travel by reference")
+    task_deadline: float = Field(120.0, gt=0, description="seconds a dispatched task may take by default")
+    max_delegation_depth: int = Field(3, ge=0, description="how deep peers may re-delegate a task")
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    client: KafkaClientSettings = Field(default_factory=KafkaClientSettings)
+
+    def display_name(self) -> str:
+        import socket
+
+        return self.agent_name or socket.gethostname()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", validate_assignment=True)
 
@@ -97,6 +158,7 @@ class Settings(BaseSettings):
     mcp_servers: list[McpServerSettings] = Field(default_factory=list)
     paths: PathSettings = Field(default_factory=PathSettings)
     appearance: AppearanceSettings = Field(default_factory=AppearanceSettings)
+    group: GroupSettings = Field(default_factory=GroupSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="detail of the log file (data folder/logs/shoal.log); secrets are always scrubbed"
     )

@@ -42,6 +42,7 @@ class TurnState:
     response_span: TraceContext | None = None  # the latest llm.response: parent of its tool calls
     error_parent: TraceContext | None = None  # the step a failure belongs to (default: the turn's root)
     answered: set[str] = field(default_factory=set)  # tool call ids whose result is recorded
+    depth: int = 0  # delegation depth: 0 for a person's question, d + 1 for a task a peer delegated at depth d
 
 
 def _message_writer(session_id: str, message: ChatMessage) -> Callable[[sqlite3.Connection, Event], None]:
@@ -73,16 +74,25 @@ class Agent:
         self.tool_context = tool_context
 
     async def run_turn(
-        self, session_id: str, user_text: str, *, regenerate: bool = False
+        self,
+        session_id: str,
+        user_text: str,
+        *,
+        regenerate: bool = False,
+        parent: TraceContext | None = None,
+        correlation_id: str | None = None,
+        depth: int = 0,
     ) -> AsyncIterator[ev.AgentEvent]:
         """Stream the events of one turn. Cancel the consuming task to stop it; the stop is recorded.
-        With `regenerate`, the session's last question is answered again (the old answer is dropped)."""
+        With `regenerate`, the session's last question is answered again (the old answer is dropped).
+        A task from a peer passes `parent` (the span that received it), its `correlation_id` and `depth`, so
+        the turn continues the requester's trace instead of starting one."""
         if regenerate:
             user_text = await self.sessions.rewind_to_last_question(session_id)
         if not user_text.strip():
             raise UserError("The message is empty.", "Type something to ask.")
-        root = TraceContext.new_root()
-        state = TurnState(session_id, root, correlation_id=new_id())
+        root = parent.child() if parent else TraceContext.new_root()
+        state = TurnState(session_id, root, correlation_id=correlation_id or new_id(), depth=depth)
         user_msg = ChatMessage("user", user_text)
         started = await self._record(
             state,
@@ -281,7 +291,14 @@ class Agent:
             if decision == ApprovalDecision.DENY.value:
                 run = self.executor.denied(prepared)
         if run is None:
-            ctx = ToolContext(self.tool_context.workspace, state.session_id, self.tool_context.settings)
+            ctx = ToolContext(
+                self.tool_context.workspace,
+                state.session_id,
+                self.tool_context.settings,
+                trace=span,
+                correlation_id=state.correlation_id,
+                depth=state.depth,
+            )
             run = await self.executor.run(prepared, ctx)
         async for event in self._tool_result(state, call, span, run):
             yield event

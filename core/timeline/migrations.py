@@ -99,6 +99,28 @@ def m004_session_pins(db: sqlite_utils.Database) -> None:
     db["sessions"].add_column("pinned", int, not_null_default=0)  # type: ignore[union-attr]
 
 
+@migration
+def m005_group(db: sqlite_utils.Database) -> None:
+    """Group mode: the durable outbox, the inbox that makes receiving idempotent, and tasks."""
+    db.execute(
+        "CREATE TABLE group_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, envelope_id TEXT NOT NULL, "
+        "topic TEXT NOT NULL, key TEXT, value BLOB NOT NULL, headers TEXT NOT NULL, created_at TEXT NOT NULL, "
+        "attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT)"
+    )
+    db["group_inbox"].create(  # type: ignore[union-attr]
+        {"envelope_id": str, "type": str, "sender": str, "topic": str, "partition": int, "offset": int,
+         "received_at": str, "event_id": str},
+        pk="envelope_id",
+    )  # fmt: skip
+    db["group_tasks"].create(  # type: ignore[union-attr]
+        {"task_id": str, "direction": str, "request_id": str, "correlation_id": str, "skill": str,
+         "requester": str, "assignee": str, "input": str, "status": str, "created_at": str, "updated_at": str,
+         "deadline": str, "depth": int, "session_id": str, "result": str},
+        pk=("task_id", "direction"),  # an agent may take a task it dispatched itself
+    )  # fmt: skip
+    db["group_tasks"].create_index(["status"])  # type: ignore[union-attr]
+
+
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 

@@ -68,6 +68,33 @@ class Event:
         )
 
     @classmethod
+    def new(
+        cls,
+        kind: str,
+        *,
+        session_id: str,
+        trace: TraceContext,
+        correlation_id: str,
+        name: str = "",
+        status: str = "ok",
+        payload: dict[str, Any] | None = None,
+    ) -> Event:
+        """An event not yet written, for callers that write several in one transaction (`insert_events`)."""
+        return cls(
+            id=new_id(),
+            ts=now_iso(),
+            session_id=session_id,
+            correlation_id=correlation_id,
+            trace_id=trace.trace_id,
+            span_id=trace.span_id,
+            parent_span_id=trace.parent_span_id,
+            kind=kind,
+            name=name,
+            status=status,
+            payload=payload or {},
+        )
+
+    @classmethod
     def from_row(cls, row: sqlite3.Row) -> Event:
         data = dict(row)
         data.pop("depth", None)
@@ -175,6 +202,19 @@ class Timeline:
                 log.exception("timeline listener failed")
         return event
 
+    @staticmethod
+    def insert_events(conn: sqlite3.Connection, events: list[Event]) -> None:
+        """Write events inside the caller's transaction; call `notify` once it has committed."""
+        conn.executemany(_INSERT, [e.row() for e in events])
+
+    def notify(self, events: list[Event]) -> None:
+        for event in events:
+            for listener in list(self._listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("timeline listener failed")
+
     async def get(self, event_id: str) -> Event | None:
         def query(conn: sqlite3.Connection) -> Event | None:
             row = conn.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
@@ -227,11 +267,12 @@ class Timeline:
         return ordered
 
     async def traces(self, session_id: str | None = None, limit: int = 50) -> list[Event]:
-        """The root event (user message) of the most recent turns."""
+        """The first event of the most recent turns: a user message (a task from a peer starts one too, under
+        the span that received it) or any other event that starts a trace here (a dispatched task)."""
         where = "AND session_id = ?" if session_id else ""
         params: tuple[Any, ...] = (session_id, limit) if session_id else (limit,)
         sql = (
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE parent_span_id IS NULL {where} ORDER BY ts DESC, id DESC LIMIT ?"
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE (parent_span_id IS NULL OR kind = 'user.message') {where} ORDER BY ts DESC, id DESC LIMIT ?"
         )
 
         def query(conn: sqlite3.Connection) -> list[Event]:

@@ -72,6 +72,9 @@ class ToolContext:
     workspace: Path
     session_id: str
     settings: Any = None  # core.settings.ToolSettings; Any to keep this module import-light
+    trace: Any = None  # the tool.call span (core.timeline.ids.TraceContext): what a delegated task hangs under
+    correlation_id: str = ""
+    depth: int = 0  # delegation depth of the turn (group mode)
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Group mode: this agent as one peer among others on a Kafka group."""

@@ -1,0 +1,261 @@
+"""Sending tasks to the group and following them to their result.
+
+`dispatch()` puts a task on a skill's work queue (or addresses one agent) and returns a `TaskHandle` that
+yields the progress as it streams back and ends with the result. A task nobody takes fails after its
+deadline with the reason the roster suggests, never silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from core.errors import UserError
+from core.group.envelope import TASK_PROGRESS, TASK_REQUEST, TASK_RESULT
+from core.group.node import GroupNode
+from core.group.reader import Incoming
+from core.timeline.ids import TraceContext, new_id, now_iso
+from core.timeline.store import Event
+
+RESULT_GRACE = 2.0  # seconds past the deadline a result may still be on its way
+
+
+@dataclass(frozen=True)
+class TaskProgress:
+    taskid: str
+    state: str
+    agent: dict[str, Any]
+    delta: str = ""
+    message: str = ""
+    step: int | None = None
+    steps: int | None = None
+    elapsedms: int | None = None
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    taskid: str
+    status: str  # ok | error | expired | refused | cancelled | unanswered
+    output: str = ""
+    error: dict[str, Any] = field(default_factory=dict)
+    agent: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
+    elapsedms: int | None = None
+    event_id: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class TaskHandle:
+    """Iterate for `TaskProgress` items, ending with the `TaskResult`; or `await handle.result()`."""
+
+    def __init__(self, taskid: str, correlationid: str, deadline: datetime, skill: str, recipient: str) -> None:
+        self.taskid = taskid
+        self.correlationid = correlationid
+        self.deadline = deadline
+        self.skill = skill
+        self.recipient = recipient
+        self.accepted_by: dict[str, Any] | None = None
+        self.request_id = ""
+        self.trace: TraceContext | None = None
+        self._queue: asyncio.Queue[TaskProgress | TaskResult] = asyncio.Queue()
+        self._result: asyncio.Future[TaskResult] = asyncio.get_running_loop().create_future()
+
+    @property
+    def done(self) -> bool:
+        return self._result.done()
+
+    def push(self, progress: TaskProgress) -> None:
+        if progress.state == "accepted" and self.accepted_by is None:
+            self.accepted_by = progress.agent
+        if not self.done:  # after the result, progress (on its own topic, so possibly late) adds nothing
+            self._queue.put_nowait(progress)
+
+    def finish(self, result: TaskResult) -> bool:
+        if self.done:
+            return False  # the first result wins (protocol §4)
+        self._result.set_result(result)
+        self._queue.put_nowait(result)
+        return True
+
+    async def result(self) -> TaskResult:
+        return await asyncio.shield(self._result)
+
+    def __aiter__(self) -> AsyncIterator[TaskProgress | TaskResult]:
+        return self._updates()
+
+    async def _updates(self) -> AsyncIterator[TaskProgress | TaskResult]:
+        while True:
+            item = await self._queue.get()
+            yield item
+            if isinstance(item, TaskResult):
+                return
+
+
+class Dispatcher:
+    def __init__(self, node: GroupNode) -> None:
+        self.node = node
+        self.handles: dict[str, TaskHandle] = {}
+        self._timers: set[asyncio.Task[None]] = set()
+        node.on(TASK_PROGRESS, self._on_progress)
+        node.on(TASK_RESULT, self._on_result)
+
+    async def dispatch(
+        self,
+        text: str,
+        *,
+        skill: str = "",
+        to: str = "",
+        deadline: float | None = None,
+        parent: TraceContext | None = None,
+        correlationid: str = "",
+        causationid: str | None = None,
+        depth: int = 0,
+        session_id: str = "",
+    ) -> TaskHandle:
+        node = self.node
+        if not text.strip():
+            raise UserError("The task is empty.", "Say what the peer should do.")
+        if bool(skill) == bool(to):
+            raise UserError("Name either a skill or an agent for the task.", "Use --skill NAME or --to AGENT.")
+        recipient = ""
+        if to:
+            member = node.roster.find(to)
+            if member is None:
+                known = ", ".join(m.name for m in node.roster.members()) or "none"
+                raise UserError(f"No agent {to!r} in the group's roster.", f"Live members: {known}.")
+            recipient = member.agentid
+        seconds = deadline if deadline is not None else node.settings.task_deadline
+        due = datetime.now(UTC) + timedelta(seconds=seconds)
+        taskid = new_id()
+        correlationid = correlationid or taskid
+        data = {"taskid": taskid, "skill": skill or "", "input": text, "deadline": _iso(due), "depth": depth,
+                "maxdepth": node.settings.max_delegation_depth,
+                "requester": {"agentid": node.agent_id, "name": node.name}}  # fmt: skip
+        handle = TaskHandle(taskid, correlationid, due, skill, recipient)
+        self.handles[taskid] = handle
+        if session_id:
+            node.session_for_task[taskid] = session_id
+        if skill:
+            await node.ensure_skill_topic(skill)
+        envelope, event = await node.publish(
+            TASK_REQUEST, data, suffix=f"skill.{skill}.requests" if skill else "requests",
+            key=taskid if skill else recipient, correlationid=correlationid, parent=parent,
+            session_id=session_id, causationid=causationid, recipient=recipient or None,
+            also=_task_row(data, correlationid, session_id, recipient, "out"),
+        )  # fmt: skip
+        handle.request_id = envelope.id
+        handle.trace = event.trace if event else None
+        timer = asyncio.create_task(self._expire(handle, seconds + RESULT_GRACE), name=f"shoal-task-{taskid}")
+        self._timers.add(timer)
+        timer.add_done_callback(self._timers.discard)
+        return handle
+
+    async def close(self) -> None:
+        for timer in list(self._timers):
+            timer.cancel()
+        for handle in self.handles.values():
+            handle.finish(TaskResult(handle.taskid, "cancelled", error={"code": "cancelled",
+                                                                      "message": "the agent stopped"}))  # fmt: skip
+
+    async def _expire(self, handle: TaskHandle, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(handle.result()), seconds)
+            return
+        result = TaskResult(handle.taskid, "unanswered", error={"code": "deadline", "message": self._why(handle)})
+        if handle.finish(result):
+            await self._store_result(handle.taskid, result)
+
+    def _why(self, handle: TaskHandle) -> str:
+        if handle.accepted_by:
+            name = handle.accepted_by.get("name") or handle.accepted_by.get("agentid", "?")
+            return f"{name} accepted the task but sent no result before its deadline ({_iso(handle.deadline)})."
+        if handle.recipient:
+            member = self.node.roster.get(handle.recipient)
+            who = member.name if member else handle.recipient
+            state = "is in the roster" if member else "has left the group"
+            return f"Agent {who} ({state}) did not take the task before its deadline."
+        takers = [m.name for m in self.node.roster.with_skill(handle.skill)]
+        if not takers:
+            return f"No live member offers the skill {handle.skill!r}, so nobody took the task before its deadline."
+        return (f"Members offering {handle.skill!r} ({', '.join(takers)}) did not take the task before its "
+                "deadline: they may be busy or not consuming.")  # fmt: skip
+
+    async def _on_progress(self, incoming: Incoming, event: Event) -> None:
+        data = incoming.envelope.data
+        handle = self.handles.get(str(data.get("taskid", "")))
+        if handle is None:
+            return
+        handle.push(TaskProgress(handle.taskid, str(data.get("state", "working")), _agent(data, incoming),
+                                 delta=str(data.get("delta") or ""), message=str(data.get("message") or ""),
+                                 step=_int(data.get("step")), steps=_int(data.get("steps")),
+                                 elapsedms=_int(data.get("elapsedms"))))  # fmt: skip
+
+    async def _on_result(self, incoming: Incoming, event: Event) -> None:
+        data = incoming.envelope.data
+        taskid = str(data.get("taskid", ""))
+        handle = self.handles.get(taskid)
+        error = data.get("error") if isinstance(data.get("error"), dict) else {}
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        result = TaskResult(taskid, str(data.get("status", "error")), str(data.get("output") or ""), error,
+                            _agent(data, incoming), usage, _int(data.get("elapsedms")), event.id)  # fmt: skip
+        if handle is not None and handle.finish(result):
+            await self._store_result(taskid, result)
+
+    async def _store_result(self, taskid: str, result: TaskResult) -> None:
+        payload = json.dumps({"status": result.status, "output": result.output, "error": result.error,
+                              "agent": result.agent, "usage": result.usage}, ensure_ascii=False)  # fmt: skip
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE group_tasks SET status = ?, result = ?, assignee = ?, updated_at = ? "
+                "WHERE task_id = ? AND direction = 'out'",
+                (result.status, payload, str(result.agent.get("agentid", "")), now_iso(), taskid),
+            )
+
+        await self.node.db.write(write)
+
+
+def _task_row(data: dict[str, Any], correlationid: str, session_id: str, peer: str, direction: str) -> Any:
+    def write(conn: sqlite3.Connection) -> None:
+        requester = data.get("requester") or {}
+        conn.execute(
+            "INSERT OR IGNORE INTO group_tasks (task_id, direction, request_id, correlation_id, skill, requester, "
+            "assignee, input, status, created_at, updated_at, deadline, depth, session_id, result) "
+            "VALUES (?, ?, '', ?, ?, ?, ?, ?, 'sent', ?, ?, ?, ?, ?, '')",
+            (data["taskid"], direction, correlationid, data.get("skill", ""), requester.get("agentid", ""), peer,
+             data["input"], now_iso(), now_iso(), data["deadline"], data.get("depth", 0), session_id),
+        )  # fmt: skip
+
+    return write
+
+
+def _agent(data: dict[str, Any], incoming: Incoming) -> dict[str, Any]:
+    """Who answered: always the verified sender's id (a payload cannot claim to be someone else)."""
+    agent = data.get("agent")
+    name = str(agent.get("name", "")) if isinstance(agent, dict) else ""
+    return {"agentid": incoming.envelope.agentid, "name": name[:100]}
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_deadline(text: Any) -> datetime | None:
+    try:
+        value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

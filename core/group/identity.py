@@ -1,0 +1,144 @@
+"""An agent's Ed25519 identity: the private key lives in the OS keyring, the id derives from the public key.
+
+Deriving the id from the key (docs/protocol.md §1) means nobody can speak as an agent without its key, and a
+peer can check a roster card on its own: the card's `agentid` must match the key inside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from core.errors import ConfigError
+from core.secrets import SERVICE
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+log = logging.getLogger(__name__)
+SIGNATURE_PREFIX = "ed25519:"
+
+
+def agent_id_for(public_key_raw: bytes) -> str:
+    return hashlib.sha256(public_key_raw).hexdigest()[:24]
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A key pair and the id it yields. `sign` returns the protocol's `signature` attribute value."""
+
+    private_key: Ed25519PrivateKey
+
+    @property
+    def public_raw(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        return self.private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    @property
+    def public_b64(self) -> str:
+        return base64.b64encode(self.public_raw).decode("ascii")
+
+    @property
+    def agent_id(self) -> str:
+        return agent_id_for(self.public_raw)
+
+    def sign(self, message: bytes) -> str:
+        return SIGNATURE_PREFIX + _b64url(self.private_key.sign(message))
+
+    def private_b64(self) -> str:
+        from cryptography.hazmat.primitives import serialization
+
+        raw = self.private_key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+        return base64.b64encode(raw).decode("ascii")
+
+    @classmethod
+    def generate(cls) -> Identity:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_private_b64(cls, text: str) -> Identity:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        return cls(Ed25519PrivateKey.from_private_bytes(base64.b64decode(text)))
+
+
+class PublicKey:
+    """A peer's verifying key, parsed once and cached by the roster."""
+
+    def __init__(self, public_b64: str) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        raw = base64.b64decode(public_b64, validate=True)
+        if len(raw) != 32:
+            raise ValueError("an Ed25519 public key is 32 bytes")
+        self.raw = raw
+        self.agent_id = agent_id_for(raw)
+        self._key: Ed25519PublicKey = Ed25519PublicKey.from_public_bytes(raw)
+
+    def verify(self, signature: str, message: bytes) -> bool:
+        from cryptography.exceptions import InvalidSignature
+
+        if not signature.startswith(SIGNATURE_PREFIX):
+            return False
+        try:
+            self._key.verify(_b64url_decode(signature[len(SIGNATURE_PREFIX) :]), message)
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
+def _account(group: str, scope: str) -> str:
+    suffix = f":{hashlib.sha256(scope.encode()).hexdigest()[:12]}" if scope else ""
+    return f"group-identity:{group}{suffix}"
+
+
+def load_or_create(group: str, scope: str = "") -> Identity:
+    """This agent's identity for `group`, created and stored in the keyring on first use.
+
+    One identity per group: leaving one group and joining another does not link the two. `scope` (the
+    agent's data folder) tells apart two agents on one machine, say the desktop and a headless one. Without a usable
+    keyring the identity cannot be kept, and an identity that changes on every start would look like a new
+    agent to every peer, so that is a clear error rather than a silent fallback.
+    """
+    import keyring
+    from keyring.errors import KeyringError
+
+    try:
+        stored = keyring.get_password(SERVICE, _account(group, scope))
+    except (KeyringError, RuntimeError) as exc:
+        raise ConfigError(
+            f"No usable keyring to keep this agent's group identity: {exc}",
+            "Install and unlock a keyring (GNOME Keyring, KWallet, macOS Keychain), or "
+            "pip install keyrings.alt for a file-based one on headless machines.",
+        ) from exc
+    if stored:
+        try:
+            return Identity.from_private_b64(stored)
+        except ValueError as exc:
+            raise ConfigError(
+                f"The group identity stored in the keyring for {group!r} is damaged.",
+                f"Delete the keyring entry {SERVICE}/{_account(group, scope)}; a new identity is made on the next join.",
+            ) from exc
+    identity = Identity.generate()
+    try:
+        keyring.set_password(SERVICE, _account(group, scope), identity.private_b64())
+    except (KeyringError, RuntimeError) as exc:
+        raise ConfigError(f"Cannot store the group identity in the keyring: {exc}", "Unlock the keyring.") from exc
+    log.info("created group identity %s for group %s", identity.agent_id, group)
+    return identity

@@ -1,0 +1,466 @@
+"""A group member: identity, roster, readers, the outbox and heartbeats, with one lifecycle.
+
+`start()` returns at once: connecting happens in the background and is retried until the broker answers,
+while `publish()` keeps writing to the durable outbox. So the agent works the same with the broker down,
+and everything it said goes out when the broker is back. aiokafka is imported only here and in the reader,
+on the first join.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from core.errors import NetworkError, ShoalError, classify
+from core.group import audit
+from core.group.artifacts import ArtifactStore, build_store
+from core.group.claimcheck import seal
+from core.group.envelope import AUDIT_RECORD, ROSTER_ANNOUNCE, ROSTER_LEAVE, TRACE_SPAN, Envelope, make
+from core.group.identity import Identity, load_or_create
+from core.group.outbox import OutItem, Outbox, OutboxSender, write_rows
+from core.group.reader import Incoming, Reader, Rejected
+from core.group.roster import Member, Roster
+from core.group.topics import TopicManager, group_topics, skill_spec, skill_topic, topic
+from core.settings import GroupSettings
+from core.timeline.db import Database
+from core.timeline.ids import TraceContext, now_iso
+from core.timeline.store import Event, Timeline
+
+log = logging.getLogger(__name__)
+INBOX_TOPICS = ("requests", "responses", "progress", "control", "memory")
+EnvelopeHandler = Callable[[Incoming, Event], Awaitable[None]]
+StateListener = Callable[[str, ShoalError | None], None]
+Also = Callable[[sqlite3.Connection], None]
+
+
+class GroupNode:
+    def __init__(
+        self,
+        settings: GroupSettings,
+        db: Database,
+        timeline: Timeline,
+        *,
+        identity: Identity | None = None,
+        ephemeral: bool = False,
+        model_id: str = "",
+        version: str = "",
+        identity_scope: str = "",
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.timeline = timeline
+        self.identity = identity
+        self.ephemeral = ephemeral  # a short-lived CLI member: fresh identity, no committed offsets
+        self.model_id = model_id
+        self.version = version
+        self.identity_scope = identity_scope  # keeps two agents on one machine (two data folders) apart
+        self.roster = Roster()
+        self.outbox = Outbox(db)
+        self.sender = OutboxSender(self.outbox, self._send, self._recover, self._sender_state)
+        self.store: ArtifactStore | None = None
+        self.topics: TopicManager | None = None
+        self.readers: list[Reader] = []
+        self.handlers: dict[str, EnvelopeHandler] = {}
+        self.duplicate_handlers: dict[str, EnvelopeHandler] = {}
+        self.session_for_task: dict[str, str] = {}  # task id -> local session its envelopes belong to
+        self.state = "stopped"  # stopped | connecting | online | offline
+        self.last_error: ShoalError | None = None
+        self.status = "idle"
+        self.active_tasks = 0
+        self._state_listeners: list[StateListener] = []
+        self._producer: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._online = asyncio.Event()
+        self._started_at = now_iso()
+
+    # --- identity and names --------------------------------------------------------------------
+
+    @property
+    def group_name(self) -> str:
+        return self.settings.name
+
+    @property
+    def agent_id(self) -> str:
+        assert self.identity is not None, "start() the node first"
+        return self.identity.agent_id
+
+    @property
+    def name(self) -> str:
+        return self.settings.display_name()
+
+    def topic(self, suffix: str) -> str:
+        return topic(self.group_name, suffix)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.state != "stopped":
+            return
+        if self.identity is None:
+            self.identity = (
+                Identity.generate()
+                if self.ephemeral
+                else await asyncio.to_thread(load_or_create, self.group_name, self.identity_scope)
+            )
+        self.store = build_store(self.settings.artifacts)
+        self.roster = Roster(self.identity.agent_id)
+        self._set_state("connecting", None)
+        self._tasks.append(asyncio.create_task(self._connect(), name="shoal-group-connect"))
+
+    async def wait_online(self, timeout: float) -> None:
+        """For commands that need the broker now (dispatch, members): a clear error instead of waiting forever."""
+        try:
+            await asyncio.wait_for(self._online.wait(), timeout)
+        except TimeoutError:
+            servers = ", ".join(self.settings.bootstrap_servers)
+            reason = self.last_error.message if self.last_error else "no answer"
+            raise NetworkError(
+                f"Cannot reach the Kafka group at {servers} within {timeout:g} s: {reason}",
+                "Check group.bootstrap_servers and that the broker runs; `shoal group test` checks each step.",
+            ) from None
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Say goodbye, flush the outbox for up to `timeout` s, then close everything (idempotent)."""
+        if self.state == "stopped":
+            return
+        if self._online.is_set():
+            with contextlib.suppress(Exception):
+                await self.publish(ROSTER_LEAVE, {"agentid": self.agent_id, "reason": "quit"}, suffix="announce",
+                                   key=self.agent_id, correlationid=self.agent_id, record=False)  # fmt: skip
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout)
+        self._tasks.clear()
+        await self.sender.stop(timeout if self._online.is_set() else 0.0)
+        for reader in self.readers:
+            await reader.stop(timeout)
+        self.readers.clear()
+        await self._close_clients(timeout)
+        self._online.clear()
+        self._set_state("stopped", None)
+
+    async def _close_clients(self, timeout: float) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), timeout)
+        if self.topics is not None:
+            with contextlib.suppress(Exception):
+                await self.topics.stop()
+            self.topics = None
+
+    async def _connect(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await self._open()
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = classify(exc)
+                log.warning("group %s: cannot connect yet: %s", self.group_name, error.message)
+                self._set_state("offline", error)
+                for reader in self.readers:
+                    await reader.stop(1.0)
+                self.readers.clear()
+                await self._close_clients(1.0)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+        self._online.set()
+        self._set_state("online", None)
+        self.sender.start()
+        self._tasks.append(asyncio.create_task(self._heartbeats(), name="shoal-group-heartbeat"))
+
+    async def _open(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        from core.group.kafka_config import producer_kwargs
+
+        self.topics = TopicManager(self.settings)
+        await self.topics.start()
+        await self._ensure_topics()
+        self._producer = AIOKafkaProducer(**producer_kwargs(self.settings))
+        await self._producer.start()
+        inbox_group = None if self.ephemeral else f"shoal.{self.group_name}.agent.{self.agent_id}"
+        self.readers = [
+            Reader(self, "roster", [self.topic("announce")], self._on_roster, group_id=None, from_start=True),
+            Reader(self, "inbox", [self.topic(s) for s in INBOX_TOPICS], self._on_envelopes, group_id=inbox_group),
+        ]
+        for skill in self.settings.skills:
+            group_id = f"shoal.{self.group_name}.skill.{skill.name}"
+            topic_name = skill_topic(self.group_name, skill.name)
+            self.readers.append(Reader(self, f"skill-{skill.name}", [topic_name], self._on_envelopes,
+                                       group_id=group_id, subscribe=True))  # fmt: skip
+        for reader in self.readers:
+            await reader.start()
+
+    async def _ensure_topics(self) -> None:
+        assert self.topics is not None
+        specs = group_topics(self.settings) + [skill_spec(self.settings, s.name) for s in self.settings.skills]
+        await self.topics.ensure(specs)
+
+    async def ensure_skill_topic(self, skill: str) -> None:
+        """A dispatcher creates the queue of a skill nobody serves yet, so the task waits there for a taker."""
+        if self.topics is not None:
+            await self.topics.ensure([skill_spec(self.settings, skill)])
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def add_state_listener(self, listener: StateListener) -> None:
+        self._state_listeners.append(listener)
+
+    def _set_state(self, state: str, error: ShoalError | None) -> None:
+        if state == self.state and error is None:
+            return
+        self.state, self.last_error = state, error
+        for listener in list(self._state_listeners):
+            try:
+                listener(state, error)
+            except Exception:
+                log.exception("group state listener failed")
+
+    def _sender_state(self, ok: bool, error: ShoalError | None) -> None:
+        if self._online.is_set():
+            self._set_state("online" if ok else "offline", error)
+
+    # --- sending -------------------------------------------------------------------------------
+
+    async def _send(self, topic_name: str, key: str | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        if self._producer is None:
+            raise NetworkError(
+                "Not connected to the group yet.", "Wait for the broker; the outbox keeps the envelopes."
+            )
+        await self._producer.send_and_wait(topic_name, value, key=key.encode() if key else None, headers=headers)
+
+    async def _recover(self) -> None:
+        """After a failed send: the broker may have restarted and forgotten its topics; make them again."""
+        if self.topics is not None:
+            await self._ensure_topics()
+
+    async def publish(
+        self,
+        event_type: str,
+        data: dict[str, Any],
+        *,
+        suffix: str,
+        key: str,
+        correlationid: str,
+        parent: TraceContext | None = None,
+        session_id: str = "",
+        causationid: str | None = None,
+        recipient: str | None = None,
+        record: bool = True,
+        also: Also | None = None,
+    ) -> tuple[Envelope, Event | None]:
+        """Sign an envelope and queue it. With `record`, its timeline event, its audit record and `also`
+        are written in the same transaction as the outbox row, so the three never disagree."""
+        assert self.identity is not None, "start() the node first"
+        trace = parent.child() if parent else TraceContext.new_root()
+        dataref = await seal(data, self.store, self.settings.max_inline_bytes)
+        envelope = make(self.identity, self.group_name, event_type, None if dataref else data,
+                        correlationid=correlationid, trace=trace, zone=self.settings.zone,
+                        causationid=causationid, recipient=recipient, dataref=dataref)  # fmt: skip
+        topic_name = self.topic(suffix)
+        items = [OutItem(envelope, topic_name, key)]
+        event = None
+        if record:
+            payload = {"envelope": envelope.summary(topic_name), "data": data}
+            event = Event.new("group.sent", session_id=session_id, trace=trace, correlation_id=correlationid,
+                              name=event_type, payload=payload)  # fmt: skip
+            items.append(self._audit_item([audit.envelope_record("sent", event, envelope, topic=topic_name)], event))
+        await self.db.write(_writer(items, [event] if event else [], also))
+        if event is not None:
+            self.timeline.notify([event])
+        self.sender.notify()
+        return envelope, event
+
+    def _audit_item(self, records: list[dict[str, Any]], anchor: Event) -> OutItem:
+        assert self.identity is not None
+        envelope = make(self.identity, self.group_name, AUDIT_RECORD, {"records": records},
+                        correlationid=anchor.correlation_id, trace=anchor.trace.child(), zone=self.settings.zone)  # fmt: skip
+        return OutItem(envelope, self.topic("audit"), self.agent_id)
+
+    async def publish_steps(self, events: list[Event]) -> None:
+        """Audit records and trace spans for local work done for the group (LLM and tool calls)."""
+        steps = [e for e in events if e.kind in audit.STEP_KINDS]
+        if not steps or self.identity is None:
+            return
+        items = [self._audit_item([audit.step_record(e) for e in steps], steps[0])]
+        for event in steps:
+            span = make(self.identity, self.group_name, TRACE_SPAN, audit.span_data(event),
+                        correlationid=event.correlation_id, trace=event.trace, zone=self.settings.zone)  # fmt: skip
+            items.append(OutItem(span, self.topic("traces"), event.trace_id))
+        await self.db.write(_writer(items, [], None))
+        self.sender.notify()
+
+    # --- receiving -----------------------------------------------------------------------------
+
+    def on(self, event_type: str, handler: EnvelopeHandler, *, duplicate: EnvelopeHandler | None = None) -> None:
+        self.handlers[event_type] = handler
+        if duplicate is not None:
+            self.duplicate_handlers[event_type] = duplicate
+
+    async def _on_envelopes(self, accepted: list[Incoming], rejected: list[Rejected]) -> None:
+        fresh, duplicates = await self._record_incoming(accepted, rejected)
+        fresh.sort(key=lambda pair: pair[0].envelope.time)  # progress and result travel on different topics
+        for incoming, event in fresh:
+            await self._dispatch(self.handlers, incoming, event)
+        for incoming, event in duplicates:
+            await self._dispatch(self.duplicate_handlers, incoming, event)
+
+    async def _dispatch(self, handlers: dict[str, EnvelopeHandler], incoming: Incoming, event: Event) -> None:
+        handler = handlers.get(incoming.envelope.type)
+        if handler is None:
+            return
+        try:
+            await handler(incoming, event)
+        except Exception:
+            log.exception("group handler for %s failed", incoming.envelope.type)
+
+    async def _record_incoming(
+        self, accepted: list[Incoming], rejected: list[Rejected]
+    ) -> tuple[list[tuple[Incoming, Event]], list[tuple[Incoming, Event]]]:
+        """One transaction: inbox rows (the idempotency check), timeline events and their audit records."""
+        received = [(i, self._received_event(i)) for i in accepted]
+        dropped = [_dropped_event(r) for r in rejected]
+        for event in dropped:
+            log.warning("group: dropped an envelope (%s): %s", event.payload["reason"], event.payload["detail"])
+
+        def write(conn: sqlite3.Connection) -> tuple[list[int], list[OutItem]]:
+            fresh = [n for n, (inc, ev) in enumerate(received) if _inbox_insert(conn, inc, ev)]
+            events = [received[n][1] for n in fresh] + dropped
+            Timeline.insert_events(conn, events)
+            records = [audit.envelope_record("received", received[n][1], received[n][0].envelope,
+                                             topic=received[n][0].topic) for n in fresh]  # fmt: skip
+            records += [audit.envelope_record("dropped", e, None) for e in dropped]
+            items = self._audit_batches(records, events)
+            write_rows(conn, items)
+            return fresh, items
+
+        fresh_index, items = await self.db.write(write)
+        fresh = [received[n] for n in fresh_index]
+        duplicates = [received[n] for n in range(len(received)) if n not in set(fresh_index)]
+        self.timeline.notify([e for _, e in fresh] + dropped)
+        if items:
+            self.sender.notify()
+        return fresh, duplicates
+
+    def _audit_batches(self, records: list[dict[str, Any]], events: list[Event]) -> list[OutItem]:
+        """One audit envelope per correlation id in the batch (the trail is read per correlation)."""
+        by_corr: dict[str, list[int]] = {}
+        for n, record in enumerate(records):
+            by_corr.setdefault(record["correlationid"], []).append(n)
+        return [self._audit_item([records[n] for n in idx], events[idx[0]]) for idx in by_corr.values()]
+
+    def _received_event(self, incoming: Incoming) -> Event:
+        envelope = incoming.envelope
+        remote = envelope.trace
+        trace = TraceContext(remote.trace_id, TraceContext.new_root().span_id, remote.span_id)
+        session_id = self.session_for_task.get(str(envelope.data.get("taskid", "")), "")
+        payload = {"envelope": envelope.summary(incoming.topic), "data": envelope.data}
+        return Event.new("group.received", session_id=session_id, trace=trace,
+                         correlation_id=envelope.correlationid, name=envelope.type, payload=payload)  # fmt: skip
+
+    # --- the roster ----------------------------------------------------------------------------
+
+    async def _on_roster(self, accepted: list[Incoming], rejected: list[Rejected]) -> None:
+        for incoming in accepted:
+            try:
+                self.roster.apply(incoming.envelope)
+            except ValueError as exc:
+                summary = incoming.envelope.summary(incoming.topic)
+                rejected.append(Rejected(_rejected("bad-signature", str(exc), summary), incoming.topic, 0, 0))
+        if rejected:
+            await self._record_incoming([], rejected)
+
+    def card(self) -> dict[str, Any]:
+        assert self.identity is not None
+        return {
+            "agentid": self.agent_id,
+            "name": self.name,
+            "description": self.settings.description,
+            "skills": [{"name": s.name, "description": s.description} for s in self.settings.skills],
+            "model": self.model_id,
+            "zone": self.settings.zone,
+            "publickey": self.identity.public_b64,
+            "capabilities": ["task", "stream"] + (["ephemeral"] if self.ephemeral else []),
+            "version": self.version,
+            "heartbeatms": int(self.settings.heartbeat_interval * 1000),
+            "startedat": self._started_at,
+            "status": self.status,
+            "activetasks": self.active_tasks,
+        }
+
+    async def announce(self) -> None:
+        await self.publish(ROSTER_ANNOUNCE, self.card(), suffix="announce", key=self.agent_id,
+                           correlationid=self.agent_id, record=False)  # fmt: skip
+
+    async def _heartbeats(self) -> None:
+        while True:
+            try:
+                await self.announce()
+                gone = self.roster.expire()
+                for member in gone:
+                    log.info("group: %s (%s) missed 3 heartbeats and left the roster", member.name, member.agentid)
+                if self.topics is not None and self.sender.healthy:
+                    await self._ensure_topics()  # a restarted broker forgets topics: notice before producing
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("group heartbeat: %s", exc)
+            await asyncio.sleep(self.settings.heartbeat_interval)
+
+    def members(self) -> list[Member]:
+        self.roster.expire(time.monotonic())
+        return self.roster.members()
+
+
+def _writer(items: list[OutItem], events: list[Event], also: Also | None) -> Callable[[sqlite3.Connection], None]:
+    def write(conn: sqlite3.Connection) -> None:
+        if events:
+            Timeline.insert_events(conn, events)
+        write_rows(conn, items)
+        if also is not None:
+            also(conn)
+
+    return write
+
+
+def _inbox_insert(conn: sqlite3.Connection, incoming: Incoming, event: Event) -> bool:
+    """True when this envelope id is new here (a redelivery inserts nothing)."""
+    envelope = incoming.envelope
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO group_inbox (envelope_id, type, sender, topic, partition, offset, received_at, "
+        "event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (envelope.id, envelope.type, envelope.agentid, incoming.topic, incoming.partition, incoming.offset,
+         event.ts, event.id),
+    )  # fmt: skip
+    return cursor.rowcount == 1
+
+
+def _rejected(reason: str, detail: str, attrs: dict[str, Any]) -> Any:
+    from core.group.envelope import EnvelopeRejected
+
+    return EnvelopeRejected(reason, detail, attrs)
+
+
+def _dropped_event(rejected: Rejected) -> Event:
+    error = rejected.error
+    attrs = error.attrs
+    try:
+        remote = TraceContext.from_traceparent(str(attrs.get("traceparent", "")))
+        trace = TraceContext(remote.trace_id, TraceContext.new_root().span_id, remote.span_id)
+    except ValueError:
+        trace = TraceContext.new_root()
+    payload = {"reason": error.reason, "detail": error.detail[:500], "envelope": attrs,
+               "topic": rejected.topic, "partition": rejected.partition, "offset": rejected.offset}  # fmt: skip
+    return Event.new("group.dropped", session_id="", trace=trace, correlation_id=str(attrs.get("correlationid", "")),
+                     name=str(attrs.get("type", "")), status="error", payload=payload)  # fmt: skip

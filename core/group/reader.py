@@ -1,0 +1,196 @@
+"""Consumer loops: read a batch, check every envelope, record it, then commit.
+
+The order is the protocol's guarantee (§5): an offset is committed only after the envelope is in the local
+timeline, and the inbox table (keyed by envelope id) makes a redelivery a no-op. Nothing a peer sends can
+stop a reader: bad records are dropped and audited, handler failures are logged, broker errors retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from core.group.claimcheck import resolve
+from core.group.envelope import Envelope, EnvelopeRejected, parse
+
+if TYPE_CHECKING:
+    from core.group.node import GroupNode
+
+log = logging.getLogger(__name__)
+UNKNOWN_SENDER_GRACE = 5.0
+
+
+@dataclass
+class Incoming:
+    envelope: Envelope
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class Rejected:
+    error: EnvelopeRejected
+    topic: str
+    partition: int
+    offset: int
+
+
+Handler = Callable[[list[Incoming], list[Rejected]], Awaitable[None]]
+
+
+class Reader:
+    """One consumer and the task that drains it.
+
+    `subscribe=True` joins a consumer group (work queues: the group splits partitions between takers);
+    otherwise every partition is assigned to this reader (broadcast and addressed topics). `from_start`
+    reads from the beginning every time (the roster); otherwise a reader resumes at its committed offset,
+    or at the end the first time.
+    """
+
+    def __init__(
+        self,
+        node: GroupNode,
+        name: str,
+        topics: list[str],
+        handler: Handler,
+        *,
+        group_id: str | None,
+        subscribe: bool = False,
+        from_start: bool = False,
+    ) -> None:
+        self.node = node
+        self.name = name
+        self.topics = topics
+        self.handler = handler
+        self.group_id = group_id
+        self.subscribe = subscribe
+        self.from_start = from_start
+        self.consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self.ingested = 0
+        self._unknown: dict[str, float] = {}  # agent id -> until when not to wait for its card again
+
+    async def start(self) -> None:
+        if self.consumer is not None:
+            return
+        from aiokafka import AIOKafkaConsumer
+
+        from core.group.kafka_config import consumer_kwargs
+
+        consumer = AIOKafkaConsumer(**consumer_kwargs(self.node.settings, self.group_id, earliest=True))
+        await consumer.start()
+        try:
+            if self.subscribe:
+                consumer.subscribe(self.topics)
+            else:
+                await self._assign(consumer)
+        except BaseException:
+            await consumer.stop()
+            raise
+        self.consumer = consumer
+        self._task = asyncio.create_task(self._run(), name=f"shoal-reader-{self.name}")
+
+    async def _assign(self, consumer: Any) -> None:
+        from aiokafka import TopicPartition
+
+        await consumer.topics()  # fetch metadata so partition counts are known
+        partitions = [
+            TopicPartition(t, p) for t in self.topics for p in sorted(consumer.partitions_for_topic(t) or {0})
+        ]
+        consumer.assign(partitions)
+        if self.from_start:
+            await consumer.seek_to_beginning(*partitions)
+            return
+        for tp in partitions:
+            committed = await consumer.committed(tp) if self.group_id else None
+            if committed is None:
+                await consumer.seek_to_end(tp)
+            await consumer.position(tp)  # resolve now: what is sent after start() must not be skipped
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout)
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), timeout)
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                batch = await self.consumer.getmany(timeout_ms=1000, max_records=500)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("group reader %s: fetch failed: %s", self.name, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.2
+            if not batch:
+                continue
+            try:
+                await self._process(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Not committed: the batch comes again after a restart, and the inbox makes that harmless.
+                log.exception("group reader %s: a batch failed", self.name)
+                await asyncio.sleep(backoff)
+
+    async def _process(self, batch: dict[Any, list[Any]]) -> None:
+        accepted: list[Incoming] = []
+        rejected: list[Rejected] = []
+        for tp, records in batch.items():
+            for record in records:
+                outcome = await self._check(record.value, tp.topic)
+                if isinstance(outcome, EnvelopeRejected):
+                    rejected.append(Rejected(outcome, tp.topic, tp.partition, record.offset))
+                elif outcome is not None:
+                    accepted.append(Incoming(outcome, tp.topic, tp.partition, record.offset))
+        await self.handler(accepted, rejected)
+        self.ingested += len(accepted)
+        if self.group_id is not None:
+            from aiokafka import TopicPartition
+
+            offsets = {TopicPartition(tp.topic, tp.partition): records[-1].offset + 1 for tp, records in batch.items()}
+            await self.consumer.commit(offsets)
+
+    async def _check(self, value: bytes | None, topic: str) -> Envelope | EnvelopeRejected | None:
+        """The envelope if this agent should act on it, None if it is simply not addressed to us."""
+        try:
+            envelope = parse(value)
+        except EnvelopeRejected as exc:
+            return exc
+        node = self.node
+        if envelope.group != node.group_name:
+            return EnvelopeRejected("wrong-group", f"envelope for group {envelope.group!r}", envelope.summary(topic))
+        if envelope.recipient and envelope.recipient != node.agent_id:
+            return None
+        if node.roster.is_roster_type(envelope.type):
+            return envelope  # self-certifying: the roster verifies the card with the key inside it
+        key = node.roster.key_for(envelope.agentid)
+        if key is None and self._unknown.get(envelope.agentid, 0.0) < time.monotonic():
+            key = await node.roster.wait_for_key(envelope.agentid, UNKNOWN_SENDER_GRACE)
+            if key is None:  # don't wait again for a while: a flood of forgeries must not stall the reader
+                self._unknown[envelope.agentid] = time.monotonic() + 30.0
+        if key is None:
+            return EnvelopeRejected("unknown-sender", f"no roster card for {envelope.agentid}", envelope.summary(topic))
+        if not envelope.verify(key):
+            return EnvelopeRejected("bad-signature", "signature does not verify", envelope.summary(topic))
+        try:
+            return await resolve(envelope, node.store)
+        except EnvelopeRejected as exc:
+            return exc
+        except Exception as exc:  # the artifact store failed: the payload cannot be had
+            return EnvelopeRejected("unresolvable", str(exc), envelope.summary(topic))

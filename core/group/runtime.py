@@ -1,0 +1,153 @@
+"""Group mode as one component the agent core owns: node + dispatcher + worker + the agent's peer tools.
+
+The skill handler `agent` runs a turn of the local agent in a session of its own ("Task from …"), inside
+the requester's trace: the request's receipt is the turn's parent span, so one trace id covers the whole
+decision on both machines.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from core import events as ev
+from core.errors import ToolError
+from core.group.dispatch import Dispatcher, TaskHandle
+from core.group.node import GroupNode
+from core.group.roster import Member
+from core.group.worker import SkillCall, Worker, echo_runner
+from core.settings import GroupSettings
+from core.tools.registry import RiskTier, Tool, ToolContext, ToolOutput, ToolSpec
+
+if TYPE_CHECKING:
+    from core.service import AgentCore
+
+log = logging.getLogger(__name__)
+TOOL_SOURCE = "group"
+
+
+class GroupRuntime:
+    def __init__(self, core: AgentCore, settings: GroupSettings, *, ephemeral: bool = False) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            shoal_version = f"shoal {version('shoal')}"
+        except PackageNotFoundError:
+            shoal_version = "shoal"
+        self.core = core
+        self.node = GroupNode(settings, core.db, core.timeline, ephemeral=ephemeral,
+                              model_id=_model_id(core), version=shoal_version,
+                              identity_scope=str(core.settings.paths.data_path()))  # fmt: skip
+        self.dispatcher = Dispatcher(self.node)
+        self.worker = Worker(self.node, {"echo": echo_runner, "agent": self._agent_runner})
+
+    async def start(self) -> None:
+        await self.node.start()
+        if not self.node.ephemeral:
+            self.core.registry.register(DelegateTool(self))
+            self.core.registry.register(AskPeerTool(self))
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        await self.worker.close(timeout)
+        await self.dispatcher.close()
+        await self.node.stop(timeout)
+        self.core.registry.unregister_source(TOOL_SOURCE)
+
+    def members(self) -> list[Member]:
+        return self.node.members()
+
+    async def dispatch(self, text: str, **kwargs: Any) -> TaskHandle:
+        return await self.dispatcher.dispatch(text, **kwargs)
+
+    async def _agent_runner(self, call: SkillCall) -> AsyncIterator[str]:
+        """Answer a task with a turn of the local agent, streaming its text."""
+        requester = str(call.requester.get("name") or call.requester.get("agentid", "a peer"))[:40]
+        session = await self.core.new_session(f"Task from {requester}: {call.input[:60]}")
+        call.session_id = session.id
+        turn = self.core.send(session.id, call.input, parent=call.parent, correlation_id=call.correlationid,
+                              depth=call.depth + 1)  # fmt: skip
+        async for event in turn:
+            if isinstance(event, ev.AssistantDelta):
+                yield event.text
+            elif isinstance(event, ev.TurnFinished):
+                call.usage = {"inputtokens": event.input_tokens, "outputtokens": event.output_tokens}
+                if event.status == "cancelled":
+                    raise ToolError("The task's turn was cancelled.", "")
+            elif isinstance(event, ev.TurnFailed):
+                raise ToolError(str(event.error.get("message", "the turn failed")), str(event.error.get("fix", "")))
+
+
+def _model_id(core: AgentCore) -> str:
+    model = core.settings.model
+    if model.provider == "openai":
+        return model.name
+    from pathlib import Path
+
+    return Path(model.path).stem if model.path else ""
+
+
+class _PeerTool(Tool):
+    """Shared by `delegate` and `ask_peer`: send a task, wait for its result, hand the text to the model."""
+
+    def __init__(self, runtime: GroupRuntime) -> None:
+        self.runtime = runtime
+
+    async def _ask(self, args: dict[str, Any], ctx: ToolContext, **target: str) -> ToolOutput:
+        deadline = args.get("deadline_seconds")
+        handle = await self.runtime.dispatch(
+            str(args.get("task", "")), parent=ctx.trace, correlationid=ctx.correlation_id, depth=ctx.depth,
+            session_id=ctx.session_id, deadline=float(deadline) if deadline else None, **target,
+        )  # fmt: skip
+        result = await handle.result()
+        who = result.agent.get("name") or result.agent.get("agentid", "")
+        data = {"taskid": handle.taskid, "status": result.status, "agent": result.agent, "usage": result.usage}
+        if not result.ok:
+            raise ToolError(f"The group task failed ({result.status}): {result.error.get('message', '')}",
+                            "Try another skill or agent, or do it yourself.")  # fmt: skip
+        return ToolOutput(f"[answer from {who}]\n{result.output}", data)
+
+
+class DelegateTool(_PeerTool):
+    spec = ToolSpec(
+        name="delegate",
+        description="Hand a task to whichever group member offers a skill, and get its answer. Use the roster's "
+        "skill names.",
+        parameters={
+            "type": "object",
+            "properties": {
+                "skill": {"type": "string", "description": "skill name, e.g. coder"},
+                "task": {"type": "string", "description": "the complete task, self-contained"},
+                "deadline_seconds": {"type": "number", "minimum": 1, "maximum": 3600},
+            },
+            "required": ["skill", "task"],
+            "additionalProperties": False,
+        },
+        risk=RiskTier.WRITE,
+        source=TOOL_SOURCE,
+    )
+
+    async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
+        return await self._ask(args, ctx, skill=str(args["skill"]))
+
+
+class AskPeerTool(_PeerTool):
+    spec = ToolSpec(
+        name="ask_peer",
+        description="Ask one named group member a question or give it a task, and get its answer.",
+        parameters={
+            "type": "object",
+            "properties": {
+                "agent": {"type": "string", "description": "the member's name or agent id"},
+                "task": {"type": "string", "description": "the complete question or task"},
+                "deadline_seconds": {"type": "number", "minimum": 1, "maximum": 3600},
+            },
+            "required": ["agent", "task"],
+            "additionalProperties": False,
+        },
+        risk=RiskTier.WRITE,
+        source=TOOL_SOURCE,
+    )
+
+    async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
+        return await self._ask(args, ctx, to=str(args["agent"]))

@@ -1,0 +1,258 @@
+"""Taking tasks from the group: checks, progress, the result, and never running one twice.
+
+A request is recorded (inbox + task row) before its offset is committed; the task then runs in its own
+asyncio task so the reader goes on. A redelivered request finds its row: a finished task's stored result
+is sent again, a running one is left alone. Deadlines and the delegation depth limit are enforced here,
+by the taker, whatever the requester believed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from core.errors import classify
+from core.group.dispatch import parse_deadline
+from core.group.envelope import TASK_PROGRESS, TASK_REQUEST, TASK_RESULT, Envelope
+from core.group.node import GroupNode
+from core.group.reader import Incoming
+from core.timeline.ids import TraceContext, now_iso
+from core.timeline.store import Event
+
+log = logging.getLogger(__name__)
+DELTA_FLUSH_SECONDS = 0.05  # streamed text is coalesced into progress envelopes at most this often
+
+
+@dataclass
+class SkillCall:
+    """What a skill runner gets: the task, and where it sits in the trace."""
+
+    taskid: str
+    skill: str
+    input: str
+    correlationid: str
+    parent: TraceContext  # the span that received the request
+    depth: int
+    deadline: datetime
+    requester: dict[str, Any]
+    usage: dict[str, int] = field(default_factory=dict)  # runners fill in token counts
+    session_id: str = ""
+
+
+SkillRunner = Callable[[SkillCall], AsyncIterator[str]]  # yields answer text as it is produced
+
+
+async def echo_runner(call: SkillCall) -> AsyncIterator[str]:
+    """The `echo` handler: answers with the input (for wiring checks and the wire benchmark)."""
+    yield call.input
+
+
+class Worker:
+    def __init__(self, node: GroupNode, runners: dict[str, SkillRunner]) -> None:
+        self.node = node
+        self.runners = runners  # handler name ("agent", "echo") -> runner
+        self._running: dict[str, asyncio.Task[None]] = {}
+        node.on(TASK_REQUEST, self._on_request, duplicate=self._on_duplicate)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    @property
+    def active(self) -> int:
+        return len(self._running)
+
+    async def _on_request(self, incoming: Incoming, event: Event) -> None:
+        envelope = incoming.envelope
+        taskid = str(envelope.data.get("taskid") or envelope.id)
+        if taskid in self._running:
+            return
+        task = asyncio.create_task(self._take(envelope, event, taskid), name=f"shoal-take-{taskid}")
+        self._running[taskid] = task
+        self.node.active_tasks = len(self._running)
+        task.add_done_callback(lambda _t: self._done(taskid))
+
+    def _done(self, taskid: str) -> None:
+        self._running.pop(taskid, None)
+        self.node.active_tasks = len(self._running)
+
+    async def _on_duplicate(self, incoming: Incoming, event: Event) -> None:
+        """A redelivery: never run again; repeat a finished task's result so a requester that missed it gets it."""
+        envelope = incoming.envelope
+        taskid = str(envelope.data.get("taskid") or envelope.id)
+        stored = await self._stored_result(taskid)
+        if stored is not None:
+            await self._send_result(envelope, event.trace, taskid, stored, record_row=False)
+
+    async def _stored_result(self, taskid: str) -> dict[str, Any] | None:
+        def query(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT result FROM group_tasks WHERE task_id = ? AND direction = 'in'", (taskid,)
+            ).fetchone()
+            return row[0] if row and row[0] else None
+
+        text = await self.node.db.read(query)
+        return json.loads(text) if text else None
+
+    # --- taking a task ---------------------------------------------------------------------------
+
+    async def _take(self, envelope: Envelope, received: Event, taskid: str) -> None:
+        started = time.monotonic()
+        data = envelope.data
+        await self.node.db.write(_task_row(envelope, taskid))
+        refusal = self._refusal(envelope, data)
+        if refusal is not None:
+            code, message = refusal
+            await self._send_result(envelope, received.trace, taskid, _failure(code, message, started))
+            return
+        deadline = parse_deadline(data.get("deadline"))
+        assert deadline is not None  # checked by _refusal
+        call = SkillCall(taskid, str(data.get("skill") or ""), str(data.get("input") or ""), envelope.correlationid,
+                         received.trace, _int(data.get("depth")), deadline,
+                         data.get("requester") if isinstance(data.get("requester"), dict) else {})  # fmt: skip
+        await self._progress(envelope, received.trace, taskid, {"state": "accepted", "elapsedms": 0})
+        result = await self._run(envelope, received.trace, call, started)
+        await self._publish_steps(call)
+        await self._send_result(envelope, received.trace, taskid, result)
+
+    def _refusal(self, envelope: Envelope, data: dict[str, Any]) -> tuple[str, str] | None:
+        deadline = parse_deadline(data.get("deadline"))
+        if deadline is None:
+            return "refused", "the request has no valid deadline"
+        if deadline <= datetime.now(UTC):
+            return "expired", f"the deadline {data.get('deadline')} had passed when the task arrived"
+        depth, limit = _int(data.get("depth")), self.node.settings.max_delegation_depth
+        maxdepth = data.get("maxdepth")
+        if isinstance(maxdepth, int):
+            limit = min(limit, maxdepth)
+        if depth > limit:
+            return "refused", f"delegation depth {depth} exceeds the limit {limit}"
+        runner = self._runner_for(str(data.get("skill") or ""), bool(envelope.recipient))
+        if runner is None:
+            return "refused", f"this agent does not offer the skill {data.get('skill')!r}"
+        return None
+
+    def _runner_for(self, skill: str, addressed: bool) -> SkillRunner | None:
+        for offered in self.node.settings.skills:
+            if offered.name == skill:
+                return self.runners.get(offered.handler)
+        return self.runners.get("agent") if addressed and not skill else None
+
+    async def _run(self, envelope: Envelope, trace: TraceContext, call: SkillCall, started: float) -> dict[str, Any]:
+        runner = self._runner_for(call.skill, bool(envelope.recipient))
+        assert runner is not None
+        remaining = (call.deadline - datetime.now(UTC)).total_seconds()
+        chunks: list[str] = []
+        try:
+            async with asyncio.timeout(max(remaining, 0.0)):
+                await self._stream(envelope, trace, call, runner, chunks, started)
+        except TimeoutError:
+            return _failure("expired", f"the task did not finish before its deadline {_iso(call.deadline)}",
+                            started, "".join(chunks))  # fmt: skip
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._send_result(envelope, trace, call.taskid,
+                                                       _failure("cancelled", "the agent stopped", started)))  # fmt: skip
+            raise
+        except Exception as exc:
+            error = classify(exc)
+            return _failure("error", error.message, started, "".join(chunks))
+        return {"status": "ok", "output": "".join(chunks), "elapsedms": _ms(started), "usage": call.usage}
+
+    async def _stream(
+        self, envelope: Envelope, trace: TraceContext, call: SkillCall, runner: SkillRunner,
+        chunks: list[str], started: float,
+    ) -> None:  # fmt: skip
+        pending: list[str] = []
+        last = time.monotonic()
+        async for delta in runner(call):
+            chunks.append(delta)
+            pending.append(delta)
+            if time.monotonic() - last >= DELTA_FLUSH_SECONDS:
+                await self._progress(envelope, trace, call.taskid,
+                                     {"state": "working", "delta": "".join(pending), "elapsedms": _ms(started)})  # fmt: skip
+                pending.clear()
+                last = time.monotonic()
+        if pending and len(chunks) > len(pending):  # one-shot answers need no progress: the result carries them
+            await self._progress(envelope, trace, call.taskid,
+                                 {"state": "working", "delta": "".join(pending), "elapsedms": _ms(started)})  # fmt: skip
+
+    async def _progress(self, request: Envelope, trace: TraceContext, taskid: str, data: dict[str, Any]) -> None:
+        payload = {"taskid": taskid, **data, "agent": {"agentid": self.node.agent_id, "name": self.node.name}}
+        await self.node.publish(TASK_PROGRESS, payload, suffix="progress", key=taskid,
+                                correlationid=request.correlationid, parent=trace, causationid=request.id,
+                                recipient=request.agentid, record=data.get("state") != "working")  # fmt: skip
+
+    async def _send_result(
+        self, request: Envelope, trace: TraceContext, taskid: str, result: dict[str, Any], *, record_row: bool = True
+    ) -> None:
+        payload = {"taskid": taskid, **result, "agent": {"agentid": self.node.agent_id, "name": self.node.name}}
+
+        def update(conn: sqlite3.Connection) -> None:
+            if record_row:
+                conn.execute(
+                    "UPDATE group_tasks SET status = ?, result = ?, updated_at = ? WHERE task_id = ? "
+                    "AND direction = 'in'",
+                    (result["status"], json.dumps(result, ensure_ascii=False), now_iso(), taskid),
+                )
+
+        await self.node.publish(TASK_RESULT, payload, suffix="responses", key=taskid,
+                                correlationid=request.correlationid, parent=trace, causationid=request.id,
+                                recipient=request.agentid, also=update)  # fmt: skip
+
+    async def _publish_steps(self, call: SkillCall) -> None:
+        """The LLM and tool calls the task ran here, for the group's audit trail and tracing tools."""
+        events = await self.node.timeline.events(trace_id=call.parent.trace_id, limit=10_000)
+        await self.node.publish_steps([e for e in events if e.correlation_id == call.correlationid])
+
+
+def _task_row(envelope: Envelope, taskid: str) -> Callable[[sqlite3.Connection], None]:
+    data = envelope.data
+
+    def write(conn: sqlite3.Connection) -> None:
+        requester = data.get("requester") if isinstance(data.get("requester"), dict) else {}
+        conn.execute(
+            "INSERT OR IGNORE INTO group_tasks (task_id, direction, request_id, correlation_id, skill, requester, "
+            "assignee, input, status, created_at, updated_at, deadline, depth, session_id, result) "
+            "VALUES (?, 'in', ?, ?, ?, ?, '', ?, 'running', ?, ?, ?, ?, '', '')",
+            (taskid, envelope.id, envelope.correlationid, str(data.get("skill") or ""),
+             str((requester or {}).get("agentid") or envelope.agentid), str(data.get("input") or ""),
+             now_iso(), now_iso(), str(data.get("deadline") or ""), _int(data.get("depth"))),
+        )  # fmt: skip
+
+    return write
+
+
+def _failure(status: str, message: str, started: float, output: str = "") -> dict[str, Any]:
+    return {
+        "status": status,
+        "output": output,
+        "elapsedms": _ms(started),
+        "error": {"code": status, "message": message},
+    }
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+AgentRunnerFactory = Callable[[], Awaitable[SkillRunner]]
