@@ -32,7 +32,8 @@ class DesktopApp:
         self.loaded = loaded
         self.broker = ApprovalBroker()
         self.core = AgentCore(loaded.settings, provider=provider, approve=self.broker.ask)
-        self.bridge = Bridge(self.core, self.broker)
+        self.bridge = Bridge(self.core, self.broker, loaded=loaded)
+        self.bridge.group.settingsApplied.connect(self._group_settings_applied)
         layout = loaded.settings.paths.data_path() / "desktop-layout.ini"
         self.window = MainWindow(self.bridge, str(layout))
         self.quit_event = asyncio.Event()
@@ -175,6 +176,10 @@ class DesktopApp:
         self._dialogs.append(dialog)
         dialog.finished.connect(lambda _result: self._dialogs.remove(dialog) if dialog in self._dialogs else None)
 
+    def _group_settings_applied(self, loaded: LoadedSettings) -> None:
+        """The Connect-to-group dialog wrote config.toml and applied it: later reloads start from there."""
+        self.loaded = loaded
+
     async def settings_saved(self) -> None:
         """Reload settings from every layer and hand them to the core; reload the model if it changed."""
         try:
@@ -182,7 +187,9 @@ class DesktopApp:
         except ShoalError as exc:
             self.bridge.errorRaised.emit(exc.to_dict())
             return
+        self.bridge.group.loaded = self.loaded
         await self.core.apply_settings(self.loaded.settings, reconnect=True)
+        self.bridge.group.sync()  # the group settings may have changed too (rejoined or left)
         apply_theme(self.qapp, self.loaded.settings.appearance.theme)
         self.bridge.toolsChanged.emit()
         if not self._needs_model():

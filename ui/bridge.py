@@ -4,7 +4,8 @@ Widgets never touch the core's objects directly: they call the bridge's commands
 coroutines on the qasync loop and return at once) or await its queries from `qasync.asyncSlot`
 handlers, and they listen to its signals. Core events arrive as Qt signals carrying the core's own
 frozen dataclasses (`core.events`, `core.timeline.store.Event`), so widgets render exactly what
-the core recorded.
+the core recorded. Group mode (state, roster, connecting, dispatching) lives in `bridge.group`, a
+`ui.group_bridge.GroupBridge` this bridge owns.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from core import events as ev
 from core.approvals import ApprovalBroker, PendingApproval
 from core.errors import ShoalError, classify
 from core.service import AgentCore, Turn
+from core.settings import LoadedSettings
 from core.timeline.sessions import SearchHit, SessionInfo, TranscriptEntry
 from core.timeline.store import Event, EventNode
 from core.tools.registry import ApprovalDecision, ToolSpec
+from ui.group_bridge import GroupBridge
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +50,18 @@ class Bridge(QObject):
     modelState = Signal(str, str)  # "loading" | "ready" | "error", detail
     errorRaised = Signal(dict)  # ShoalError.to_dict() for failures outside a turn
 
-    def __init__(self, core: AgentCore, broker: ApprovalBroker, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        core: AgentCore,
+        broker: ApprovalBroker,
+        parent: QObject | None = None,
+        *,
+        loaded: LoadedSettings | None = None,
+    ) -> None:
         super().__init__(parent)
         self.core = core
         self.broker = broker
+        self.group = GroupBridge(core, loaded, self)  # `loaded`: where connecting to a group saves its settings
         self._turns: dict[str, Turn] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         core.timeline.add_listener(self.timelineEvent.emit)

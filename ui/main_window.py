@@ -1,4 +1,7 @@
-"""The main window: chat in the middle, the timeline and the tools as docks a person can move, resize and hide."""
+"""The main window: chat in the middle; the timeline, the tools and the group as docks a person can move, resize
+and hide. The group dock shares the tools dock's place as a tab (both are short lists beside the timeline), and
+the status bar says whether this agent is in its group, so a dropped connection is seen without opening the pane.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMe
 
 from ui.bridge import Bridge
 from ui.panes.chat import ChatPane
+from ui.panes.roster import RosterPane
 from ui.panes.timeline import TimelinePane
 from ui.panes.tools import ToolsPane
 from ui.tasks import spawn
+from ui.widgets import group_format
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +39,26 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.chat)
         self.timeline = TimelinePane(bridge, self)
         self.tools = ToolsPane(bridge, self)
+        self.roster = RosterPane(bridge, self)
+        self.connect_dialog: QWidget | None = None
         self.timeline_dock = self._dock("Timeline", self.timeline, "timeline")
         self.tools_dock = self._dock("Tools", self.tools, "tools")
+        self.group_dock = self._dock("Group", self.roster, "group")
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.timeline_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.tools_dock)
         self.splitDockWidget(self.timeline_dock, self.tools_dock, Qt.Orientation.Vertical)
+        self.tabifyDockWidget(self.tools_dock, self.group_dock)
+        self.tools_dock.raise_()
         self.resizeDocks([self.timeline_dock], [460], Qt.Orientation.Horizontal)
         self.resizeDocks([self.timeline_dock, self.tools_dock], [520, 280], Qt.Orientation.Vertical)
         self._status_model = QLabel("starting…")
         self._status_approvals = QLabel("")
+        self._status_group = QLabel("")
+        self._status_group.setTextFormat(Qt.TextFormat.RichText)
+        self._status_group.hide()
         self.statusBar().addWidget(self._status_model, 1)
         self.statusBar().addPermanentWidget(self._status_approvals)
+        self.statusBar().addPermanentWidget(self._status_group)
         self._build_menus()
         self._connect()
         self._restore_layout()
@@ -76,6 +90,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self._action("Export thread as Markdown…", lambda: self._export("markdown")))
         file_menu.addAction(self._action("Export thread as JSON…", lambda: self._export("json")))
         file_menu.addSeparator()
+        self.connect_group_action = self._action("Connect to group…", self.open_connect_group)
+        file_menu.addAction(self.connect_group_action)
         file_menu.addAction(
             self._action("Settings…", self.settingsRequested.emit, QKeySequence.StandardKey.Preferences)
         )
@@ -85,7 +101,12 @@ class MainWindow(QMainWindow):
         edit_menu.addAction(self._action("Find in thread", self.chat.show_find, QKeySequence.StandardKey.Find))
         edit_menu.addAction(self._action("Search all threads", self.chat.show_search, "Ctrl+Shift+F"))
         view_menu = bar.addMenu("&View")
-        for dock, key in ((self.timeline_dock, "Ctrl+Shift+T"), (self.tools_dock, "Ctrl+Shift+O")):
+        docks = (
+            (self.timeline_dock, "Ctrl+Shift+T"),
+            (self.tools_dock, "Ctrl+Shift+O"),
+            (self.group_dock, "Ctrl+Shift+G"),
+        )
+        for dock, key in docks:
             toggle = dock.toggleViewAction()
             toggle.setShortcut(QKeySequence(key))
             view_menu.addAction(toggle)
@@ -96,13 +117,15 @@ class MainWindow(QMainWindow):
         self.chat.sessionSelected.connect(self.timeline.set_session)
         self.tools.pendingCountChanged.connect(self._on_pending)
         self.bridge.modelState.connect(self._on_model_state)
+        self.bridge.group.groupState.connect(self._on_group_state)
+        self.roster.connectRequested.connect(self.open_connect_group)
         self.bridge.errorRaised.connect(
             lambda error: self.statusBar().showMessage(f"{error.get('message', '')} → {error.get('fix', '')}", 15000)
         )
 
     async def start(self) -> None:
         """Load every pane's data once the core is running."""
-        await asyncio.gather(self.chat.start(), self.timeline.start(), self.tools.start())
+        await asyncio.gather(self.chat.start(), self.timeline.start(), self.tools.start(), self.roster.start())
 
     # --- reactions ---------------------------------------------------------------------------
 
@@ -117,6 +140,36 @@ class MainWindow(QMainWindow):
     def _on_model_state(self, state: str, detail: str) -> None:
         icons = {"loading": "⏳ Loading", "ready": "● Ready:", "error": "✗ Model error:", "none": "○ No model yet:"}
         self._status_model.setText(f"{icons.get(state, state)} {detail}")
+
+    def _on_group_state(self, state: str, detail: str) -> None:
+        """A dot and a word in the status bar while group mode is on; nothing when it is off."""
+        symbol, word, colour = group_format.state_style(state)
+        self._status_group.setText(f'<span style="color:{colour}">{symbol}</span> Group: {word}')
+        self._status_group.setToolTip(detail)
+        self._status_group.setVisible(state != "off")
+
+    def open_connect_group(self) -> None:
+        """The Connect-to-group dialog (one at a time); a successful connect shows the group pane."""
+        from ui.dialogs.connect_group import ConnectGroupDialog
+
+        if self.connect_dialog is not None and self.connect_dialog.isVisible():
+            self.connect_dialog.raise_()
+            self.connect_dialog.activateWindow()
+            return
+        dialog = ConnectGroupDialog(self.bridge, self)
+        dialog.connected.connect(self._show_group)
+        dialog.finished.connect(lambda _result: self._forget_connect_dialog(dialog))
+        self.connect_dialog = dialog
+        dialog.open()
+
+    def _forget_connect_dialog(self, dialog: QWidget) -> None:
+        if self.connect_dialog is dialog:
+            self.connect_dialog = None
+        dialog.deleteLater()
+
+    def _show_group(self) -> None:
+        self.group_dock.show()
+        self.group_dock.raise_()
 
     def _export(self, fmt: str) -> None:
         if self.chat.current_session_id() is None:

@@ -137,9 +137,15 @@ class Dispatcher:
         due = datetime.now(UTC) + timedelta(seconds=seconds)
         taskid = new_id()
         correlationid = correlationid or taskid
-        data = {"taskid": taskid, "skill": skill or "", "input": text, "deadline": _iso(due), "depth": depth,
-                "maxdepth": node.settings.max_delegation_depth,
-                "requester": {"agentid": node.agent_id, "name": node.name}}  # fmt: skip
+        data = {
+            "taskid": taskid,
+            "skill": skill or "",
+            "input": text,
+            "deadline": _iso(due),
+            "depth": depth,
+            "maxdepth": node.settings.max_delegation_depth,
+            "requester": {"agentid": node.agent_id, "name": node.name},
+        }
         handle = TaskHandle(taskid, correlationid, due, skill, recipient)
         self.handles[taskid] = handle
         if session_id:
@@ -147,11 +153,17 @@ class Dispatcher:
         if skill:
             await node.ensure_skill_topic(skill)
         envelope, event = await node.publish(
-            TASK_REQUEST, data, suffix=f"skill.{skill}.requests" if skill else "requests",
-            key=taskid if skill else recipient, correlationid=correlationid, parent=parent,
-            session_id=session_id, causationid=causationid, recipient=recipient or None,
+            TASK_REQUEST,
+            data,
+            suffix=f"skill.{skill}.requests" if skill else "requests",
+            key=taskid if skill else recipient,
+            correlationid=correlationid,
+            parent=parent,
+            session_id=session_id,
+            causationid=causationid,
+            recipient=recipient or None,
             also=_task_row(data, correlationid, session_id, recipient, "out"),
-        )  # fmt: skip
+        )
         handle.request_id = envelope.id
         handle.trace = event.trace if event else None
         timer = asyncio.create_task(self._expire(handle, seconds + RESULT_GRACE), name=f"shoal-task-{taskid}")
@@ -163,8 +175,9 @@ class Dispatcher:
         for timer in list(self._timers):
             timer.cancel()
         for handle in self.handles.values():
-            handle.finish(TaskResult(handle.taskid, "cancelled", error={"code": "cancelled",
-                                                                      "message": "the agent stopped"}))  # fmt: skip
+            handle.finish(
+                TaskResult(handle.taskid, "cancelled", error={"code": "cancelled", "message": "the agent stopped"})
+            )
 
     async def _expire(self, handle: TaskHandle, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -186,33 +199,59 @@ class Dispatcher:
         takers = [m.name for m in self.node.roster.with_skill(handle.skill)]
         if not takers:
             return f"No live member offers the skill {handle.skill!r}, so nobody took the task before its deadline."
-        return (f"Members offering {handle.skill!r} ({', '.join(takers)}) did not take the task before its "
-                "deadline: they may be busy or not consuming.")  # fmt: skip
+        return (
+            f"Members offering {handle.skill!r} ({', '.join(takers)}) did not take the task before its "
+            "deadline: they may be busy or not consuming."
+        )
 
     async def _on_progress(self, incoming: Incoming, event: Event) -> None:
         data = incoming.envelope.data
         handle = self.handles.get(str(data.get("taskid", "")))
         if handle is None:
             return
-        handle.push(TaskProgress(handle.taskid, str(data.get("state", "working")), _agent(data, incoming),
-                                 delta=str(data.get("delta") or ""), message=str(data.get("message") or ""),
-                                 step=_int(data.get("step")), steps=_int(data.get("steps")),
-                                 elapsedms=_int(data.get("elapsedms"))))  # fmt: skip
+        handle.push(
+            TaskProgress(
+                handle.taskid,
+                str(data.get("state", "working")),
+                _agent(data, incoming),
+                delta=str(data.get("delta") or ""),
+                message=str(data.get("message") or ""),
+                step=_int(data.get("step")),
+                steps=_int(data.get("steps")),
+                elapsedms=_int(data.get("elapsedms")),
+            )
+        )
 
     async def _on_result(self, incoming: Incoming, event: Event) -> None:
         data = incoming.envelope.data
         taskid = str(data.get("taskid", ""))
         handle = self.handles.get(taskid)
-        error = data.get("error") if isinstance(data.get("error"), dict) else {}
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-        result = TaskResult(taskid, str(data.get("status", "error")), str(data.get("output") or ""), error,
-                            _agent(data, incoming), usage, _int(data.get("elapsedms")), event.id)  # fmt: skip
+        error = _dict(data.get("error"))
+        usage = _dict(data.get("usage"))
+        result = TaskResult(
+            taskid,
+            str(data.get("status", "error")),
+            str(data.get("output") or ""),
+            error,
+            _agent(data, incoming),
+            usage,
+            _int(data.get("elapsedms")),
+            event.id,
+        )
         if handle is not None and handle.finish(result):
             await self._store_result(taskid, result)
 
     async def _store_result(self, taskid: str, result: TaskResult) -> None:
-        payload = json.dumps({"status": result.status, "output": result.output, "error": result.error,
-                              "agent": result.agent, "usage": result.usage}, ensure_ascii=False)  # fmt: skip
+        payload = json.dumps(
+            {
+                "status": result.status,
+                "output": result.output,
+                "error": result.error,
+                "agent": result.agent,
+                "usage": result.usage,
+            },
+            ensure_ascii=False,
+        )
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -231,9 +270,21 @@ def _task_row(data: dict[str, Any], correlationid: str, session_id: str, peer: s
             "INSERT OR IGNORE INTO group_tasks (task_id, direction, request_id, correlation_id, skill, requester, "
             "assignee, input, status, created_at, updated_at, deadline, depth, session_id, result) "
             "VALUES (?, ?, '', ?, ?, ?, ?, ?, 'sent', ?, ?, ?, ?, ?, '')",
-            (data["taskid"], direction, correlationid, data.get("skill", ""), requester.get("agentid", ""), peer,
-             data["input"], now_iso(), now_iso(), data["deadline"], data.get("depth", 0), session_id),
-        )  # fmt: skip
+            (
+                data["taskid"],
+                direction,
+                correlationid,
+                data.get("skill", ""),
+                requester.get("agentid", ""),
+                peer,
+                data["input"],
+                now_iso(),
+                now_iso(),
+                data["deadline"],
+                data.get("depth", 0),
+                session_id,
+            ),
+        )
 
     return write
 
@@ -243,6 +294,10 @@ def _agent(data: dict[str, Any], incoming: Incoming) -> dict[str, Any]:
     agent = data.get("agent")
     name = str(agent.get("name", "")) if isinstance(agent, dict) else ""
     return {"agentid": incoming.envelope.agentid, "name": name[:100]}
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _int(value: Any) -> int | None:

@@ -133,7 +133,7 @@ def load_or_create(group: str, scope: str = "") -> Identity:
         except ValueError as exc:
             raise ConfigError(
                 f"The group identity stored in the keyring for {group!r} is damaged.",
-                f"Delete the keyring entry {SERVICE}/{_account(group, scope)}; a new identity is made on the next join.",
+                f"Delete the keyring entry {SERVICE}/{_account(group, scope)}; the next join makes a new identity.",
             ) from exc
     identity = Identity.generate()
     try:

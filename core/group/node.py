@@ -22,7 +22,7 @@ from core.group.artifacts import ArtifactStore, build_store
 from core.group.claimcheck import seal
 from core.group.envelope import AUDIT_RECORD, ROSTER_ANNOUNCE, ROSTER_LEAVE, TRACE_SPAN, Envelope, make
 from core.group.identity import Identity, load_or_create
-from core.group.outbox import OutItem, Outbox, OutboxSender, write_rows
+from core.group.outbox import Outbox, OutboxSender, OutItem, write_rows
 from core.group.reader import Incoming, Reader, Rejected
 from core.group.roster import Member, Roster
 from core.group.topics import TopicManager, group_topics, skill_spec, skill_topic, topic
@@ -124,14 +124,27 @@ class GroupNode:
                 "Check group.bootstrap_servers and that the broker runs; `shoal group test` checks each step.",
             ) from None
 
+    async def roster_caught_up(self, timeout: float) -> None:
+        """Wait until the roster reader has read every announcement already on the topic."""
+        roster = next((r for r in self.readers if r.name == "roster"), None)
+        if roster is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(roster.caught_up.wait(), timeout)
+
     async def stop(self, timeout: float = 5.0) -> None:
         """Say goodbye, flush the outbox for up to `timeout` s, then close everything (idempotent)."""
         if self.state == "stopped":
             return
         if self._online.is_set():
             with contextlib.suppress(Exception):
-                await self.publish(ROSTER_LEAVE, {"agentid": self.agent_id, "reason": "quit"}, suffix="announce",
-                                   key=self.agent_id, correlationid=self.agent_id, record=False)  # fmt: skip
+                await self.publish(
+                    ROSTER_LEAVE,
+                    {"agentid": self.agent_id, "reason": "quit"},
+                    suffix="announce",
+                    key=self.agent_id,
+                    correlationid=self.agent_id,
+                    record=False,
+                )
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -197,8 +210,9 @@ class GroupNode:
         for skill in self.settings.skills:
             group_id = f"shoal.{self.group_name}.skill.{skill.name}"
             topic_name = skill_topic(self.group_name, skill.name)
-            self.readers.append(Reader(self, f"skill-{skill.name}", [topic_name], self._on_envelopes,
-                                       group_id=group_id, subscribe=True))  # fmt: skip
+            self.readers.append(
+                Reader(self, f"skill-{skill.name}", [topic_name], self._on_envelopes, group_id=group_id, subscribe=True)
+            )
         for reader in self.readers:
             await reader.start()
 
@@ -265,16 +279,31 @@ class GroupNode:
         assert self.identity is not None, "start() the node first"
         trace = parent.child() if parent else TraceContext.new_root()
         dataref = await seal(data, self.store, self.settings.max_inline_bytes)
-        envelope = make(self.identity, self.group_name, event_type, None if dataref else data,
-                        correlationid=correlationid, trace=trace, zone=self.settings.zone,
-                        causationid=causationid, recipient=recipient, dataref=dataref)  # fmt: skip
+        envelope = make(
+            self.identity,
+            self.group_name,
+            event_type,
+            None if dataref else data,
+            correlationid=correlationid,
+            trace=trace,
+            zone=self.settings.zone,
+            causationid=causationid,
+            recipient=recipient,
+            dataref=dataref,
+        )
         topic_name = self.topic(suffix)
         items = [OutItem(envelope, topic_name, key)]
         event = None
         if record:
             payload = {"envelope": envelope.summary(topic_name), "data": data}
-            event = Event.new("group.sent", session_id=session_id, trace=trace, correlation_id=correlationid,
-                              name=event_type, payload=payload)  # fmt: skip
+            event = Event.new(
+                "group.sent",
+                session_id=session_id,
+                trace=trace,
+                correlation_id=correlationid,
+                name=event_type,
+                payload=payload,
+            )
             items.append(self._audit_item([audit.envelope_record("sent", event, envelope, topic=topic_name)], event))
         await self.db.write(_writer(items, [event] if event else [], also))
         if event is not None:
@@ -284,8 +313,15 @@ class GroupNode:
 
     def _audit_item(self, records: list[dict[str, Any]], anchor: Event) -> OutItem:
         assert self.identity is not None
-        envelope = make(self.identity, self.group_name, AUDIT_RECORD, {"records": records},
-                        correlationid=anchor.correlation_id, trace=anchor.trace.child(), zone=self.settings.zone)  # fmt: skip
+        envelope = make(
+            self.identity,
+            self.group_name,
+            AUDIT_RECORD,
+            {"records": records},
+            correlationid=anchor.correlation_id,
+            trace=anchor.trace.child(),
+            zone=self.settings.zone,
+        )
         return OutItem(envelope, self.topic("audit"), self.agent_id)
 
     async def publish_steps(self, events: list[Event]) -> None:
@@ -295,8 +331,15 @@ class GroupNode:
             return
         items = [self._audit_item([audit.step_record(e) for e in steps], steps[0])]
         for event in steps:
-            span = make(self.identity, self.group_name, TRACE_SPAN, audit.span_data(event),
-                        correlationid=event.correlation_id, trace=event.trace, zone=self.settings.zone)  # fmt: skip
+            span = make(
+                self.identity,
+                self.group_name,
+                TRACE_SPAN,
+                audit.span_data(event),
+                correlationid=event.correlation_id,
+                trace=event.trace,
+                zone=self.settings.zone,
+            )
             items.append(OutItem(span, self.topic("traces"), event.trace_id))
         await self.db.write(_writer(items, [], None))
         self.sender.notify()
@@ -338,8 +381,10 @@ class GroupNode:
             fresh = [n for n, (inc, ev) in enumerate(received) if _inbox_insert(conn, inc, ev)]
             events = [received[n][1] for n in fresh] + dropped
             Timeline.insert_events(conn, events)
-            records = [audit.envelope_record("received", received[n][1], received[n][0].envelope,
-                                             topic=received[n][0].topic) for n in fresh]  # fmt: skip
+            records = [
+                audit.envelope_record("received", received[n][1], received[n][0].envelope, topic=received[n][0].topic)
+                for n in fresh
+            ]
             records += [audit.envelope_record("dropped", e, None) for e in dropped]
             items = self._audit_batches(records, events)
             write_rows(conn, items)
@@ -366,8 +411,14 @@ class GroupNode:
         trace = TraceContext(remote.trace_id, TraceContext.new_root().span_id, remote.span_id)
         session_id = self.session_for_task.get(str(envelope.data.get("taskid", "")), "")
         payload = {"envelope": envelope.summary(incoming.topic), "data": envelope.data}
-        return Event.new("group.received", session_id=session_id, trace=trace,
-                         correlation_id=envelope.correlationid, name=envelope.type, payload=payload)  # fmt: skip
+        return Event.new(
+            "group.received",
+            session_id=session_id,
+            trace=trace,
+            correlation_id=envelope.correlationid,
+            name=envelope.type,
+            payload=payload,
+        )
 
     # --- the roster ----------------------------------------------------------------------------
 
@@ -400,8 +451,14 @@ class GroupNode:
         }
 
     async def announce(self) -> None:
-        await self.publish(ROSTER_ANNOUNCE, self.card(), suffix="announce", key=self.agent_id,
-                           correlationid=self.agent_id, record=False)  # fmt: skip
+        await self.publish(
+            ROSTER_ANNOUNCE,
+            self.card(),
+            suffix="announce",
+            key=self.agent_id,
+            correlationid=self.agent_id,
+            record=False,
+        )
 
     async def _heartbeats(self) -> None:
         while True:
@@ -440,9 +497,17 @@ def _inbox_insert(conn: sqlite3.Connection, incoming: Incoming, event: Event) ->
     cursor = conn.execute(
         "INSERT OR IGNORE INTO group_inbox (envelope_id, type, sender, topic, partition, offset, received_at, "
         "event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (envelope.id, envelope.type, envelope.agentid, incoming.topic, incoming.partition, incoming.offset,
-         event.ts, event.id),
-    )  # fmt: skip
+        (
+            envelope.id,
+            envelope.type,
+            envelope.agentid,
+            incoming.topic,
+            incoming.partition,
+            incoming.offset,
+            event.ts,
+            event.id,
+        ),
+    )
     return cursor.rowcount == 1
 
 
@@ -460,7 +525,20 @@ def _dropped_event(rejected: Rejected) -> Event:
         trace = TraceContext(remote.trace_id, TraceContext.new_root().span_id, remote.span_id)
     except ValueError:
         trace = TraceContext.new_root()
-    payload = {"reason": error.reason, "detail": error.detail[:500], "envelope": attrs,
-               "topic": rejected.topic, "partition": rejected.partition, "offset": rejected.offset}  # fmt: skip
-    return Event.new("group.dropped", session_id="", trace=trace, correlation_id=str(attrs.get("correlationid", "")),
-                     name=str(attrs.get("type", "")), status="error", payload=payload)  # fmt: skip
+    payload = {
+        "reason": error.reason,
+        "detail": error.detail[:500],
+        "envelope": attrs,
+        "topic": rejected.topic,
+        "partition": rejected.partition,
+        "offset": rejected.offset,
+    }
+    return Event.new(
+        "group.dropped",
+        session_id="",
+        trace=trace,
+        correlation_id=str(attrs.get("correlationid", "")),
+        name=str(attrs.get("type", "")),
+        status="error",
+        payload=payload,
+    )

@@ -74,6 +74,7 @@ class Reader:
         self.consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self.ingested = 0
+        self.caught_up = asyncio.Event()  # set at the first empty fetch: everything already there was read
         self._unknown: dict[str, float] = {}  # agent id -> until when not to wait for its card again
 
     async def start(self) -> None:
@@ -138,6 +139,7 @@ class Reader:
                 continue
             backoff = 0.2
             if not batch:
+                self.caught_up.set()
                 continue
             try:
                 await self._process(batch)

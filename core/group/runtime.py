@@ -36,9 +36,15 @@ class GroupRuntime:
         except PackageNotFoundError:
             shoal_version = "shoal"
         self.core = core
-        self.node = GroupNode(settings, core.db, core.timeline, ephemeral=ephemeral,
-                              model_id=_model_id(core), version=shoal_version,
-                              identity_scope=str(core.settings.paths.data_path()))  # fmt: skip
+        self.node = GroupNode(
+            settings,
+            core.db,
+            core.timeline,
+            ephemeral=ephemeral,
+            model_id=_model_id(core),
+            version=shoal_version,
+            identity_scope=str(core.settings.paths.data_path()),
+        )
         self.dispatcher = Dispatcher(self.node)
         self.worker = Worker(self.node, {"echo": echo_runner, "agent": self._agent_runner})
 
@@ -65,8 +71,9 @@ class GroupRuntime:
         requester = str(call.requester.get("name") or call.requester.get("agentid", "a peer"))[:40]
         session = await self.core.new_session(f"Task from {requester}: {call.input[:60]}")
         call.session_id = session.id
-        turn = self.core.send(session.id, call.input, parent=call.parent, correlation_id=call.correlationid,
-                              depth=call.depth + 1)  # fmt: skip
+        turn = self.core.send(
+            session.id, call.input, parent=call.parent, correlation_id=call.correlationid, depth=call.depth + 1
+        )
         async for event in turn:
             if isinstance(event, ev.AssistantDelta):
                 yield event.text
@@ -96,15 +103,22 @@ class _PeerTool(Tool):
     async def _ask(self, args: dict[str, Any], ctx: ToolContext, **target: str) -> ToolOutput:
         deadline = args.get("deadline_seconds")
         handle = await self.runtime.dispatch(
-            str(args.get("task", "")), parent=ctx.trace, correlationid=ctx.correlation_id, depth=ctx.depth,
-            session_id=ctx.session_id, deadline=float(deadline) if deadline else None, **target,
-        )  # fmt: skip
+            str(args.get("task", "")),
+            parent=ctx.trace,
+            correlationid=ctx.correlation_id,
+            depth=ctx.depth,
+            session_id=ctx.session_id,
+            deadline=float(deadline) if deadline else None,
+            **target,
+        )
         result = await handle.result()
         who = result.agent.get("name") or result.agent.get("agentid", "")
         data = {"taskid": handle.taskid, "status": result.status, "agent": result.agent, "usage": result.usage}
         if not result.ok:
-            raise ToolError(f"The group task failed ({result.status}): {result.error.get('message', '')}",
-                            "Try another skill or agent, or do it yourself.")  # fmt: skip
+            raise ToolError(
+                f"The group task failed ({result.status}): {result.error.get('message', '')}",
+                "Try another skill or agent, or do it yourself.",
+            )
         return ToolOutput(f"[answer from {who}]\n{result.output}", data)
 
 

@@ -135,6 +135,7 @@ class TopicManager:
         self.timeout = timeout if timeout is not None else settings.client.request_timeout_ms / 1000 + 5
         self._factory = admin_factory or _default_factory
         self._admin: Any = None
+        self._lock = asyncio.Lock()  # callers on several tasks must not bootstrap two clients
 
     async def __aenter__(self) -> TopicManager:
         await self.start()
@@ -149,16 +150,17 @@ class TopicManager:
 
     async def start(self) -> None:
         """Connect (bootstrap) the admin client. NetworkError naming the servers when none answers."""
-        if self._admin is not None:
-            return
-        admin = self._factory(self.settings)
-        try:
-            async with asyncio.timeout(self.timeout):
-                await admin.start()
-        except BaseException as exc:
-            await _close_quietly(admin)
-            _reraise(self._translate(exc), exc)
-        self._admin = admin
+        async with self._lock:
+            if self._admin is not None:
+                return
+            admin = self._factory(self.settings)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await admin.start()
+            except BaseException as exc:
+                await _close_quietly(admin)
+                _reraise(self._translate(exc), exc)
+            self._admin = admin
 
     async def stop(self) -> None:
         admin, self._admin = self._admin, None
@@ -196,7 +198,7 @@ class TopicManager:
     async def _create(self, specs: list[TopicSpec], rf: int) -> list[str]:
         """One CreateTopics round, then per-topic fallbacks for brokers that refuse the configs."""
         errors = await self._create_round(specs, rf, {s.name: s.configs() for s in specs})
-        created = [s.name for s in specs if errors.get(s.name) is None]
+        created = [s.name for s in specs if s.name in errors and errors[s.name] is None]
         for spec in specs:
             error = errors.get(spec.name)
             if error is not None and await self._fallback(spec, rf, error):
@@ -274,17 +276,18 @@ class TopicManager:
         A timeout is not retried: the caller asked for a bound, not for twice the bound."""
         from aiokafka.errors import KafkaConnectionError, NodeNotReadyError
 
-        await self.start()
         for attempt in (1, 2):
+            await self.start()
+            admin = self._admin
             try:
                 async with asyncio.timeout(self.timeout):
-                    return await action(self._admin)
+                    return await action(admin)
             except (KafkaConnectionError, NodeNotReadyError) as exc:
                 if attempt == 2:
                     _reraise(self._translate(exc), exc)
                 log.info("admin connection lost (%s); reconnecting", exc)
-                await self.stop()
-                await self.start()
+                if self._admin is admin:  # another task may have replaced it already
+                    await self.stop()
             except Exception as exc:
                 _reraise(self._translate(exc), exc)
         raise AssertionError("unreachable")

@@ -118,9 +118,16 @@ class Worker:
             return
         deadline = parse_deadline(data.get("deadline"))
         assert deadline is not None  # checked by _refusal
-        call = SkillCall(taskid, str(data.get("skill") or ""), str(data.get("input") or ""), envelope.correlationid,
-                         received.trace, _int(data.get("depth")), deadline,
-                         data.get("requester") if isinstance(data.get("requester"), dict) else {})  # fmt: skip
+        call = SkillCall(
+            taskid,
+            str(data.get("skill") or ""),
+            str(data.get("input") or ""),
+            envelope.correlationid,
+            received.trace,
+            _int(data.get("depth")),
+            deadline,
+            _dict(data.get("requester")),
+        )
         await self._progress(envelope, received.trace, taskid, {"state": "accepted", "elapsedms": 0})
         result = await self._run(envelope, received.trace, call, started)
         await self._publish_steps(call)
@@ -158,12 +165,17 @@ class Worker:
             async with asyncio.timeout(max(remaining, 0.0)):
                 await self._stream(envelope, trace, call, runner, chunks, started)
         except TimeoutError:
-            return _failure("expired", f"the task did not finish before its deadline {_iso(call.deadline)}",
-                            started, "".join(chunks))  # fmt: skip
+            return _failure(
+                "expired",
+                f"the task did not finish before its deadline {_iso(call.deadline)}",
+                started,
+                "".join(chunks),
+            )
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._send_result(envelope, trace, call.taskid,
-                                                       _failure("cancelled", "the agent stopped", started)))  # fmt: skip
+                await asyncio.shield(
+                    self._send_result(envelope, trace, call.taskid, _failure("cancelled", "the agent stopped", started))
+                )
             raise
         except Exception as exc:
             error = classify(exc)
@@ -171,28 +183,46 @@ class Worker:
         return {"status": "ok", "output": "".join(chunks), "elapsedms": _ms(started), "usage": call.usage}
 
     async def _stream(
-        self, envelope: Envelope, trace: TraceContext, call: SkillCall, runner: SkillRunner,
-        chunks: list[str], started: float,
-    ) -> None:  # fmt: skip
+        self,
+        envelope: Envelope,
+        trace: TraceContext,
+        call: SkillCall,
+        runner: SkillRunner,
+        chunks: list[str],
+        started: float,
+    ) -> None:
         pending: list[str] = []
         last = time.monotonic()
         async for delta in runner(call):
             chunks.append(delta)
             pending.append(delta)
             if time.monotonic() - last >= DELTA_FLUSH_SECONDS:
-                await self._progress(envelope, trace, call.taskid,
-                                     {"state": "working", "delta": "".join(pending), "elapsedms": _ms(started)})  # fmt: skip
+                await self._progress(
+                    envelope,
+                    trace,
+                    call.taskid,
+                    {"state": "working", "delta": "".join(pending), "elapsedms": _ms(started)},
+                )
                 pending.clear()
                 last = time.monotonic()
         if pending and len(chunks) > len(pending):  # one-shot answers need no progress: the result carries them
-            await self._progress(envelope, trace, call.taskid,
-                                 {"state": "working", "delta": "".join(pending), "elapsedms": _ms(started)})  # fmt: skip
+            await self._progress(
+                envelope, trace, call.taskid, {"state": "working", "delta": "".join(pending), "elapsedms": _ms(started)}
+            )
 
     async def _progress(self, request: Envelope, trace: TraceContext, taskid: str, data: dict[str, Any]) -> None:
         payload = {"taskid": taskid, **data, "agent": {"agentid": self.node.agent_id, "name": self.node.name}}
-        await self.node.publish(TASK_PROGRESS, payload, suffix="progress", key=taskid,
-                                correlationid=request.correlationid, parent=trace, causationid=request.id,
-                                recipient=request.agentid, record=data.get("state") != "working")  # fmt: skip
+        await self.node.publish(
+            TASK_PROGRESS,
+            payload,
+            suffix="progress",
+            key=taskid,
+            correlationid=request.correlationid,
+            parent=trace,
+            causationid=request.id,
+            recipient=request.agentid,
+            record=data.get("state") != "working",
+        )
 
     async def _send_result(
         self, request: Envelope, trace: TraceContext, taskid: str, result: dict[str, Any], *, record_row: bool = True
@@ -207,9 +237,17 @@ class Worker:
                     (result["status"], json.dumps(result, ensure_ascii=False), now_iso(), taskid),
                 )
 
-        await self.node.publish(TASK_RESULT, payload, suffix="responses", key=taskid,
-                                correlationid=request.correlationid, parent=trace, causationid=request.id,
-                                recipient=request.agentid, also=update)  # fmt: skip
+        await self.node.publish(
+            TASK_RESULT,
+            payload,
+            suffix="responses",
+            key=taskid,
+            correlationid=request.correlationid,
+            parent=trace,
+            causationid=request.id,
+            recipient=request.agentid,
+            also=update,
+        )
 
     async def _publish_steps(self, call: SkillCall) -> None:
         """The LLM and tool calls the task ran here, for the group's audit trail and tracing tools."""
@@ -226,10 +264,19 @@ def _task_row(envelope: Envelope, taskid: str) -> Callable[[sqlite3.Connection],
             "INSERT OR IGNORE INTO group_tasks (task_id, direction, request_id, correlation_id, skill, requester, "
             "assignee, input, status, created_at, updated_at, deadline, depth, session_id, result) "
             "VALUES (?, 'in', ?, ?, ?, ?, '', ?, 'running', ?, ?, ?, ?, '', '')",
-            (taskid, envelope.id, envelope.correlationid, str(data.get("skill") or ""),
-             str((requester or {}).get("agentid") or envelope.agentid), str(data.get("input") or ""),
-             now_iso(), now_iso(), str(data.get("deadline") or ""), _int(data.get("depth"))),
-        )  # fmt: skip
+            (
+                taskid,
+                envelope.id,
+                envelope.correlationid,
+                str(data.get("skill") or ""),
+                str((requester or {}).get("agentid") or envelope.agentid),
+                str(data.get("input") or ""),
+                now_iso(),
+                now_iso(),
+                str(data.get("deadline") or ""),
+                _int(data.get("depth")),
+            ),
+        )
 
     return write
 
@@ -245,6 +292,10 @@ def _failure(status: str, message: str, started: float, output: str = "") -> dic
 
 def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _int(value: Any) -> int:

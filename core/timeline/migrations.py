@@ -108,16 +108,38 @@ def m005_group(db: sqlite_utils.Database) -> None:
         "attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT)"
     )
     db["group_inbox"].create(  # type: ignore[union-attr]
-        {"envelope_id": str, "type": str, "sender": str, "topic": str, "partition": int, "offset": int,
-         "received_at": str, "event_id": str},
+        {
+            "envelope_id": str,
+            "type": str,
+            "sender": str,
+            "topic": str,
+            "partition": int,
+            "offset": int,
+            "received_at": str,
+            "event_id": str,
+        },
         pk="envelope_id",
-    )  # fmt: skip
+    )
     db["group_tasks"].create(  # type: ignore[union-attr]
-        {"task_id": str, "direction": str, "request_id": str, "correlation_id": str, "skill": str,
-         "requester": str, "assignee": str, "input": str, "status": str, "created_at": str, "updated_at": str,
-         "deadline": str, "depth": int, "session_id": str, "result": str},
+        {
+            "task_id": str,
+            "direction": str,
+            "request_id": str,
+            "correlation_id": str,
+            "skill": str,
+            "requester": str,
+            "assignee": str,
+            "input": str,
+            "status": str,
+            "created_at": str,
+            "updated_at": str,
+            "deadline": str,
+            "depth": int,
+            "session_id": str,
+            "result": str,
+        },
         pk=("task_id", "direction"),  # an agent may take a task it dispatched itself
-    )  # fmt: skip
+    )
     db["group_tasks"].create_index(["status"])  # type: ignore[union-attr]
 
 

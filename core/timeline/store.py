@@ -271,9 +271,8 @@ class Timeline:
         the span that received it) or any other event that starts a trace here (a dispatched task)."""
         where = "AND session_id = ?" if session_id else ""
         params: tuple[Any, ...] = (session_id, limit) if session_id else (limit,)
-        sql = (
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE (parent_span_id IS NULL OR kind = 'user.message') {where} ORDER BY ts DESC, id DESC LIMIT ?"
-        )
+        roots = "(parent_span_id IS NULL OR kind = 'user.message')"
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {roots} {where} ORDER BY ts DESC, id DESC LIMIT ?"
 
         def query(conn: sqlite3.Connection) -> list[Event]:
             return [Event.from_row(r) for r in conn.execute(sql, params)]

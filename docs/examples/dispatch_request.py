@@ -229,7 +229,10 @@ def dispatch(args: argparse.Namespace) -> dict[str, Any] | None:
         heartbeat_interval_ms=args.heartbeat_interval_ms,
     )
     replies.subscribe([topics["progress"], topics["responses"]])
+    joined_by = time.monotonic() + 60
     while not replies.assignment():
+        if time.monotonic() > joined_by:
+            raise SystemExit("the consumer group never assigned us the progress and responses partitions")
         replies.poll(timeout_ms=100)
     for tp in replies.assignment():
         replies.position(tp)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from core.providers.scripted import Step
 from tests.fixtures.cores import scripted_core
 from tests.fixtures.kafka_broker import TansuBroker
 from tests.group.helpers import eventually, group_overrides
@@ -15,9 +14,7 @@ async def test_two_agents_roster_and_echo_task(kafka_broker: TansuBroker, tmp_pa
     group = f"g{uuid.uuid4().hex[:8]}"
     a_over = group_overrides(kafka_broker, group, "alice", tmp_path / "a", skills=[{"name": "echo", "handler": "echo"}])
     b_over = group_overrides(kafka_broker, group, "bob", tmp_path / "b")
-    async with scripted_core(["hi"], overrides=a_over) as (a, _), scripted_core(
-        ["hi"], overrides=b_over
-    ) as (b, _):
+    async with scripted_core(["hi"], overrides=a_over) as (a, _), scripted_core(["hi"], overrides=b_over) as (b, _):
         await a.group.node.wait_online(15)
         await b.group.node.wait_online(15)
         await eventually(lambda: len(b.group.members()) == 2 and len(a.group.members()) == 2)

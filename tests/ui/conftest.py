@@ -41,6 +41,16 @@ def _no_widget_outlives_its_test() -> Iterator[None]:
     app.processEvents()
 
 
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[Any]:
+    """The real Tansu broker (Kafka protocol) for group-mode widgets, one per run like tests/group's fixture:
+    give every test its own group name."""
+    from tests.fixtures.kafka_broker import TansuBroker
+
+    with TansuBroker() as broker:
+        yield broker
+
+
 def qasync_loop() -> qasync.QEventLoop:
     """Every async test under tests/ui runs on a qasync loop over the QApplication (chosen in tests/conftest.py)."""
     return qasync.QEventLoop(_app())
@@ -50,9 +60,10 @@ def qasync_loop() -> qasync.QEventLoop:
 async def running_bridge(provider: Provider, overrides: dict[str, Any] | None = None) -> AsyncIterator[Bridge]:
     """A real AgentCore (real SQLite, tools) behind a Bridge whose approvals go to a broker."""
     broker = ApprovalBroker()
-    core = AgentCore(load_settings(None, overrides or {}).settings, provider=provider, approve=broker.ask)
+    loaded = load_settings(None, overrides or {})
+    core = AgentCore(loaded.settings, provider=provider, approve=broker.ask)
     await core.start()
-    bridge = Bridge(core, broker)
+    bridge = Bridge(core, broker, loaded=loaded)
     try:
         yield bridge
     finally:

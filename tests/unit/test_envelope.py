@@ -368,10 +368,7 @@ def test_another_cloudevents_specversion_is_not_processed() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    [
-        name
-        for name in REQUIRED
-    ],
+    [name for name in REQUIRED],
 )
 def test_a_missing_required_attribute_is_malformed(name: str) -> None:
     attrs = {k: v for k, v in _TAMPER_BASE.attrs.items() if k != name}

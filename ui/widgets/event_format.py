@@ -22,11 +22,14 @@ KIND_COLORS = {
     "approval": "#d97706",
     "error": "#dc2626",
     "turn.end": "#6b7280",
+    "group.sent": "#0284c7",
+    "group.received": "#0891b2",
+    "group.dropped": "#dc2626",
 }
 ERROR_COLOR = "#e04848"
 STATUS_COLORS = {"error": ERROR_COLOR, "denied": "#d97706", "cancelled": "#8a8a8a", "max_iterations": "#d97706"}
 
-FILTERS = ("All", "LLM calls", "Tool calls", "Approvals", "Errors")
+FILTERS = ("All", "LLM calls", "Tool calls", "Approvals", "Group", "Errors")
 
 _DECISIONS = {
     "approve_once": "approved once",
@@ -63,6 +66,8 @@ def matches(event: Event, category: str) -> bool:
         return event.kind.startswith("tool.")
     if category == "Approvals":
         return event.kind == "approval"
+    if category == "Group":
+        return event.kind.startswith("group.")
     if category == "Errors":
         return is_error(event)
     return True
@@ -92,7 +97,60 @@ def label(event: Event) -> str:
         return f"error · {event.name}: {short(p.get('message', ''), 70)}"
     if kind == "turn.end":
         return f"turn.end · {event.status}, {p.get('iterations', '?')} model call(s)"
+    if kind in ("group.sent", "group.received", "group.dropped"):
+        return group_label(event)
     return f"{kind} · {event.name}" if event.name else kind
+
+
+def _short_type(event_type: str) -> str:
+    """`shoal.task.request` → `task.request` (every Shoal envelope type starts with `shoal.`)."""
+    return event_type.removeprefix("shoal.") or "envelope"
+
+
+def _who(value: Any) -> str:
+    """A peer as the row names it: its name, else the start of its agent id."""
+    if isinstance(value, dict):
+        return str(value.get("name") or str(value.get("agentid", ""))[:12] or "?")
+    return str(value or "?")[:12]
+
+
+def _group_text(data: Any) -> str:
+    if not isinstance(data, dict):
+        return ""
+    return str(data.get("input") or data.get("output") or data.get("delta") or data.get("message") or "")
+
+
+def group_label(event: Event) -> str:
+    """Remote work in one line: `→ task.request to skill coder`, `← task.result from desk (ok)`,
+    `✕ dropped: bad-signature`. Arrows say the direction, so a trace that crossed machines reads in order."""
+    p = event.payload
+    if event.kind == "group.dropped":
+        envelope = p.get("envelope") if isinstance(p.get("envelope"), dict) else {}
+        what = f" {_short_type(str(envelope.get('type', '')))}" if envelope.get("type") else ""
+        return f"✕ dropped{what}: {p.get('reason', '?')} · {short(p.get('detail', ''), 60)}"
+    data = p.get("data") if isinstance(p.get("data"), dict) else {}
+    envelope = p.get("envelope") if isinstance(p.get("envelope"), dict) else {}
+    kind = _short_type(event.name or str(envelope.get("type", "")))
+    text = _group_text(data)
+    said = f" “{short(text, 50)}”" if text and kind == "task.request" else ""
+    if event.kind == "group.sent":
+        if kind == "task.request":
+            target = f"skill {data['skill']}" if data.get("skill") else f"agent {_who(envelope.get('recipient'))}"
+            return f"→ {kind} to {target}{said}"
+        if kind == "task.result":
+            return f"→ {kind} ({data.get('status', '?')})"
+        if kind == "task.progress":
+            return f"→ {kind} {data.get('state', '')}".rstrip()
+        return f"→ {kind}"
+    sender = data.get("agent") or data.get("requester") or envelope.get("agentid")
+    if kind == "task.request":
+        skill = f" for skill {data['skill']}" if data.get("skill") else ""
+        return f"← {kind} from {_who(sender)}{skill}{said}"
+    if kind == "task.result":
+        return f"← {kind} from {_who(sender)} ({data.get('status', '?')})"
+    if kind == "task.progress":
+        return f"← {kind} from {_who(sender)}: {data.get('state', '')}"
+    return f"← {kind} from {_who(sender)}"
 
 
 def tooltip(event: Event) -> str:
@@ -105,6 +163,9 @@ def tooltip(event: Event) -> str:
         "tool.result": p.get("output"),
         "approval": p.get("summary"),
         "error": f"{p.get('message', '')}\n→ {p.get('fix', '')}",
+        "group.sent": _group_text(p.get("data", {})),
+        "group.received": _group_text(p.get("data", {})),
+        "group.dropped": f"{p.get('reason', '')}: {p.get('detail', '')}",
     }.get(event.kind)
     head = f"{event.kind} · {event.name}" if event.name else event.kind
     return f"{head}\n{str(text)[:2000]}" if text else head
