@@ -94,6 +94,9 @@ class DispatchDialog(QDialog):
         kind, value = self.target.currentData()
         self.answer.clear()
         self.results.clear()
+        self.send_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.status.show_info("Sent: waiting for a member to take it…")
         self._task = asyncio.ensure_future(self._follow(text, **{kind: value}))
 
     def stop(self) -> None:
@@ -103,9 +106,6 @@ class DispatchDialog(QDialog):
     async def _follow(self, text: str, **target: str) -> None:
         from core.group.dispatch import TaskResult
 
-        self.send_button.setEnabled(False)
-        self.stop_button.setEnabled(True)
-        self.status.show_info("Sent: waiting for a member to take it…")
         try:
             async for update in self.bridge.group.dispatch(text, **target):
                 if not isValid(self):
