@@ -40,7 +40,7 @@ doctor: install
 
 # The outer timeout guards against a Qt teardown that hangs (a nested event loop in a coroutine can do that).
 test: install
-	timeout --kill-after=30 1200 $(BIN)/python -m pytest -q tests/unit tests/integration
+	timeout --kill-after=30 1500 $(BIN)/python -m pytest -q tests/unit tests/integration tests/group
 	timeout --kill-after=30 1200 $(BIN)/python -m pytest -q tests/ui
 
 test-fast: install
@@ -61,6 +61,7 @@ bench: install
 	$(BIN)/python bench/llm_overhead.py
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/ui_lag.py
+	$(BIN)/python bench/wire.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
