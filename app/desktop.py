@@ -169,6 +169,7 @@ class DesktopApp:
 
         dialog = SettingsDialog(self._setup_service(), self.window)
         dialog.saved.connect(lambda: spawn(self.settings_saved()))
+        dialog.connectGroupRequested.connect(lambda: self.window.open_connect_group(dialog))
         self._keep(dialog)
         dialog.open()
 

@@ -145,8 +145,10 @@ class GroupBridge(QObject):
     def validate(self, values: dict[str, Any], *, need_password: bool = True) -> dict[str, str]:
         """A message per wrong field (empty when `values` can be connected with)."""
         settings, problems = check(values, self.core.settings.group)
-        sasl = settings is not None and settings.security_protocol in SASL_PROTOCOLS
-        if sasl and need_password and not str(values.get("password") or "") and not self.password_stored(settings.name):
+        protocol = str(values.get("security_protocol") or self.core.settings.group.security_protocol)
+        name = settings.name if settings is not None else self.core.settings.group.name
+        typed = str(values.get("password") or "")
+        if protocol in SASL_PROTOCOLS and need_password and not typed and not self.password_stored(name):
             problems["password"] = "Enter the password (it is kept in the OS keyring, never in the file)."
         return problems
 

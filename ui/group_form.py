@@ -140,15 +140,18 @@ def check(values: dict[str, Any], base: GroupSettings) -> tuple[GroupSettings | 
         row_of = [index for index, row in enumerate(rows) if not _blank(row)]
         update["skills"], skill_problems = _skills(rows, base)
         problems.update(skill_problems)
+    merged = {**base.model_dump(), **update}
+    settings: GroupSettings | None = None
     try:
-        settings = GroupSettings(**{**base.model_dump(), **update})
+        settings = GroupSettings(**merged)
     except ValidationError as exc:
         for key, message in _pydantic_problems(exc, row_of).items():
             problems.setdefault(key, message)
-        return None, problems
-    if settings.security_protocol in SASL_PROTOCOLS and not settings.sasl_username:
+    shown = settings or GroupSettings.model_construct(**merged)  # so every wrong field is marked at once
+    if shown.security_protocol in SASL_PROTOCOLS and not shown.sasl_username:
         problems["sasl_username"] = "Enter your Kafka user name: the cluster logs in with SASL."
-    problems.update(_file_problems(settings))
+    for key, message in _file_problems(shown).items():
+        problems.setdefault(key, message)
     return settings, problems
 
 

@@ -90,7 +90,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self._action("Export thread as Markdown…", lambda: self._export("markdown")))
         file_menu.addAction(self._action("Export thread as JSON…", lambda: self._export("json")))
         file_menu.addSeparator()
-        self.connect_group_action = self._action("Connect to group…", self.open_connect_group)
+        self.connect_group_action = self._action("Connect to group…", lambda: self.open_connect_group())
         file_menu.addAction(self.connect_group_action)
         file_menu.addAction(
             self._action("Settings…", self.settingsRequested.emit, QKeySequence.StandardKey.Preferences)
@@ -148,15 +148,16 @@ class MainWindow(QMainWindow):
         self._status_group.setToolTip(detail)
         self._status_group.setVisible(state != "off")
 
-    def open_connect_group(self) -> None:
-        """The Connect-to-group dialog (one at a time); a successful connect shows the group pane."""
+    def open_connect_group(self, parent: QWidget | None = None) -> None:
+        """The Connect-to-group dialog (one at a time); a successful connect shows the group pane. `parent`: the
+        dialog it is opened from (a window-modal settings dialog would block a sibling)."""
         from ui.dialogs.connect_group import ConnectGroupDialog
 
         if self.connect_dialog is not None and self.connect_dialog.isVisible():
             self.connect_dialog.raise_()
             self.connect_dialog.activateWindow()
             return
-        dialog = ConnectGroupDialog(self.bridge, self)
+        dialog = ConnectGroupDialog(self.bridge, parent or self)
         dialog.connected.connect(self._show_group)
         dialog.finished.connect(lambda _result: self._forget_connect_dialog(dialog))
         self.connect_dialog = dialog

@@ -82,13 +82,15 @@ async def test_sasl_and_tls_fields_follow_the_protocol() -> None:
         visible = {}
         for protocol in ("SSL", "SASL_PLAINTEXT", "SASL_SSL", "PLAINTEXT"):
             dialog.protocol.setCurrentText(protocol)
-            visible[protocol] = (dialog.sasl_box.isVisible(), dialog.tls_box.isVisible())
+            visible[protocol] = (dialog.username.isVisible(), dialog.cafile.isVisible())
         assert visible == {
             "PLAINTEXT": (False, False),
             "SSL": (False, True),
             "SASL_PLAINTEXT": (True, False),
             "SASL_SSL": (True, True),
         }
+        assert dialog.password.isVisible() == dialog.mechanism.isVisible() == dialog.username.isVisible()
+        assert dialog.keyfile.isVisible() == dialog.certfile.isVisible() == dialog.cafile.isVisible()
         assert dialog.password.echoMode() == dialog.password.EchoMode.Password
 
         dialog.protocol.setCurrentText("SASL_SSL")
@@ -203,4 +205,3 @@ async def test_a_running_test_stops_at_once_and_the_gui_keeps_going() -> None:
         server.close()
         with contextlib.suppress(Exception):
             await server.wait_closed()
-

@@ -79,10 +79,8 @@ async def test_the_roster_lists_this_agent_then_a_peer_that_joins_and_leaves(
         assert pane.table.item(0, Col.ID).text() == bridge.core.group.node.agent_id[:12]
         assert pane.error.isHidden()
 
-        bob_over = group_overrides(
-            kafka_broker, group, "bob", tmp_path / "b", skills=[{"name": "echo", "description": "says it back",
-                                                                  "handler": "echo"}]  # fmt: skip
-        )
+        echo = {"name": "echo", "description": "says it back", "handler": "echo"}
+        bob_over = group_overrides(kafka_broker, group, "bob", tmp_path / "b", skills=[echo])
         async with scripted_core(["hi"], overrides=bob_over) as (bob, _):
             await wait_until(lambda: pane.table.names() == ["alice", "bob"], timeout=20, message="bob never appeared")
             assert pane.table.item(1, Col.SKILLS).text() == "echo"
@@ -169,3 +167,25 @@ async def test_connecting_from_the_dialog_joins_and_lists_this_agent(kafka_broke
         assert saved["bootstrap_servers"] == [kafka_broker.bootstrap] and saved["agent_name"] == "desk"
         assert "client" not in saved, "settings the dialog does not show are not written"
         assert bridge.core.settings.group.heartbeat_interval == 0.5, "command-line overrides survive the reload"
+
+
+async def test_the_settings_dialog_opens_the_connect_dialog_over_itself() -> None:
+    from PySide6.QtWidgets import QApplication
+
+    from app.desktop import DesktopApp
+    from core.providers.scripted import ScriptedProvider
+    from ui.dialogs.settings import SettingsDialog
+
+    desktop = DesktopApp(QApplication.instance(), load_settings(None, {}), provider=ScriptedProvider(["hi"]))  # type: ignore[arg-type]
+    try:
+        await desktop.start(show=False)
+        desktop.open_settings()
+        [settings] = [d for d in desktop._dialogs if isinstance(d, SettingsDialog)]
+        settings.group_button.click()
+        dialog = desktop.window.connect_dialog
+        assert isinstance(dialog, ConnectGroupDialog) and dialog.isVisible()
+        assert dialog.parent() is settings, "a child of the window-modal settings dialog, so it takes input"
+        dialog.reject()
+        settings.reject()
+    finally:
+        await desktop.shutdown()

@@ -51,7 +51,10 @@ async def test_shows_the_current_settings() -> None:
             "Appearance",
             "Group",
         ]
-        assert not dialog.group_toggle.isEnabled() and dialog.group_hint.text() == "Arrives with group mode."
+        asked: list[bool] = []
+        dialog.connectGroupRequested.connect(lambda: asked.append(True))
+        dialog.group_button.click()
+        assert asked == [True] and "Connect-to-group dialog" in dialog.group_hint.text()
         assert dialog.theme.isEnabled() and dialog.theme.currentData() == "system"
 
 

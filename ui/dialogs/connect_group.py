@@ -15,18 +15,20 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -36,6 +38,7 @@ from shiboken6 import isValid
 from ui.bridge import Bridge
 from ui.group_form import SASL_PROTOCOLS, SSL_PROTOCOLS, InvalidGroupSettings
 from ui.widgets.check_list import CheckList
+from ui.widgets.form_row import field_row, form_layout
 from ui.widgets.group_format import check_style
 from ui.widgets.inline_message import InlineMessage
 from ui.widgets.skills_editor import SkillsEditor
@@ -59,7 +62,7 @@ class ConnectGroupDialog(QDialog):
         super().__init__(parent)
         self.bridge = bridge
         self.setWindowTitle("Connect to a group")
-        self.resize(900, 720)
+        self.resize(940, 840)
         self.errors: dict[str, InlineMessage] = {}
         self.busy = False
         self._test_task: asyncio.Task[None] | None = None
@@ -71,8 +74,14 @@ class ConnectGroupDialog(QDialog):
         columns = QHBoxLayout()
         columns.addWidget(self._connection_box(), 1)
         columns.addWidget(self._agent_box(), 1)
+        skills_box = QGroupBox("Skills this agent offers")
+        skills_form = form_layout(skills_box)
+        self.skills = SkillsEditor()
+        self.skills.changed.connect(self._fit_later)
+        hint = "Each skill is a task queue peers send work to. With none, this agent only asks, never answers."
+        self._row(skills_form, "", self.skills, "skills", hint)
         self.checks = CheckList(self)
-        self.checks.setMinimumHeight(170)
+        self.checks.setMinimumHeight(140)
         self.test_button = QPushButton("Test connection")
         self.test_button.setToolTip("Check each step to the brokers with these settings (nothing is saved)")
         self.test_button.clicked.connect(self.toggle_test)
@@ -83,52 +92,45 @@ class ConnectGroupDialog(QDialog):
         self.buttons = QDialogButtonBox()
         self.connect_button = self.buttons.addButton("Connect", QDialogButtonBox.ButtonRole.AcceptRole)
         self.connect_button.setDefault(True)
-        self.disconnect_button = self.buttons.addButton("Disconnect", QDialogButtonBox.ButtonRole.DestructiveRole)
-        self.disconnect_button.setToolTip("Leave the group and keep group mode off")
         self.cancel_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        self.disconnect_button = QPushButton("Disconnect")  # apart from Connect: it undoes, it does not confirm
+        self.disconnect_button.setToolTip("Leave the group and keep group mode off")
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.disconnect_button)
+        bottom.addWidget(self.buttons, 1)
         self.connect_button.clicked.connect(self.connect_group)
         self.disconnect_button.clicked.connect(self.disconnect_group)
         self.cancel_button.clicked.connect(self.reject)
+        form_page = QWidget()
+        page = QVBoxLayout(form_page)
+        page.setContentsMargins(0, 0, 0, 0)
+        page.addLayout(columns)
+        page.addWidget(skills_box)
+        page.addStretch(1)
+        # SASL + TLS fields with their messages outgrow a small screen: the form scrolls, nothing is squeezed.
+        self.form_scroll = QScrollArea()
+        self.form_scroll.setWidgetResizable(True)
+        self.form_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.form_scroll.setWidget(form_page)
         root = QVBoxLayout(self)
         root.addWidget(intro)
-        root.addLayout(columns)
+        root.addWidget(self.form_scroll, 3)
         root.addLayout(test_bar)
         root.addWidget(self.checks, 1)
         root.addWidget(self.general_error)
-        root.addWidget(self.buttons)
+        root.addLayout(bottom)
         self._load()
 
     # --- building ------------------------------------------------------------------------------
 
-    def _row(self, form: QFormLayout, label: str, widget: QWidget, key: str, hint: str = "", extra: Any = None) -> None:
-        """The field (plus an optional button), a dimmed hint, and the field's inline error under it."""
-        box = QWidget()
-        column = QVBoxLayout(box)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.setSpacing(2)
-        line = QHBoxLayout()
-        line.addWidget(widget, 1)
-        if extra is not None:
-            line.addWidget(extra)
-        column.addLayout(line)
-        if hint:
-            note = QLabel(hint)
-            note.setWordWrap(True)
-            note.setEnabled(False)
-            column.addWidget(note)
-        error = InlineMessage()
-        column.addWidget(error)
+    def _row(
+        self, form: QFormLayout, label: str, widget: QWidget, key: str, hint: str = "", extra: Any = None
+    ) -> QWidget:
+        box, error = field_row(form, label, widget, hint, extra)
         self.errors[key] = error
         if isinstance(widget, QLineEdit):
             widget.textEdited.connect(lambda _text: error.clear_message())
-        form.addRow(label, box)
-
-    @staticmethod
-    def _form(parent: QWidget) -> QFormLayout:
-        form = QFormLayout(parent)
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
-        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
-        return form
+        return box
 
     def _line(self, placeholder: str = "", *, password: bool = False) -> QLineEdit:
         edit = QLineEdit()
@@ -139,44 +141,40 @@ class ConnectGroupDialog(QDialog):
 
     def _connection_box(self) -> QGroupBox:
         box = QGroupBox("Brokers")
-        form = self._form(box)
+        form = form_layout(box)
         self.servers = self._line("kafka-1.example.com:9092, kafka-2.example.com:9092")
         self._row(form, "Bootstrap servers", self.servers, "bootstrap_servers", "host:port, separated by commas.")
         self.protocol = QComboBox()
         self.protocol.addItems(PROTOCOLS)
         self.protocol.currentTextChanged.connect(self._protocol_changed)
         self._row(form, "Security", self.protocol, "security_protocol", "SSL encrypts; SASL logs in with a user.")
-        self.sasl_box = QWidget()
-        sasl = self._form(self.sasl_box)
-        sasl.setContentsMargins(0, 0, 0, 0)
+        # One form, so every label lines up; the rows a protocol does not use are hidden, label and all.
         self.mechanism = QComboBox()
         self.mechanism.addItems(MECHANISMS)
-        self._row(sasl, "Mechanism", self.mechanism, "sasl_mechanism")
         self.username = self._line("your Kafka user")
-        self._row(sasl, "User name", self.username, "sasl_username")
         self.password = self._line(password=True)
-        self._row(sasl, "Password", self.password, "password", "Kept in the OS keyring, never in the config file.")
-        form.addRow(self.sasl_box)
-        self.tls_box = QWidget()
-        tls = self._form(self.tls_box)
-        tls.setContentsMargins(0, 0, 0, 0)
-        self.cafile = self._file_row(tls, "CA certificate", "ssl_cafile", "Empty: the system's CAs.")
-        self.certfile = self._file_row(tls, "Client certificate", "ssl_certfile", "Only for mutual TLS.")
-        self.keyfile = self._file_row(tls, "Client key", "ssl_keyfile")
-        form.addRow(self.tls_box)
+        self._sasl_rows = [
+            self._row(form, "Mechanism", self.mechanism, "sasl_mechanism"),
+            self._row(form, "User name", self.username, "sasl_username"),
+            self._row(form, "Password", self.password, "password", "Kept in the OS keyring, never in the config file."),
+        ]
+        self.cafile, ca_row = self._file_row(form, "CA certificate", "ssl_cafile", "Empty: the system's CAs.")
+        self.certfile, cert_row = self._file_row(form, "Client certificate", "ssl_certfile", "Only for mutual TLS.")
+        self.keyfile, key_row = self._file_row(form, "Client key", "ssl_keyfile")
+        self._tls_rows = [ca_row, cert_row, key_row]
+        self._connection_form = form
         return box
 
-    def _file_row(self, form: QFormLayout, label: str, key: str, hint: str = "") -> QLineEdit:
+    def _file_row(self, form: QFormLayout, label: str, key: str, hint: str = "") -> tuple[QLineEdit, QWidget]:
         edit = self._line("/path/to/file.pem")
         browse = QPushButton("Browse…")
         browse.clicked.connect(lambda: self._browse(edit, label, key))
-        self._row(form, label, edit, key, hint, browse)
         setattr(self, f"browse_{key}", browse)
-        return edit
+        return edit, self._row(form, label, edit, key, hint, browse)
 
     def _agent_box(self) -> QGroupBox:
         box = QGroupBox("This agent")
-        form = self._form(box)
+        form = form_layout(box)
         self.group_name = self._line("team")
         self._row(
             form, "Group name", self.group_name, "name", "Every member uses the same name (topics group.<name>.*)."
@@ -187,8 +185,6 @@ class ConnectGroupDialog(QDialog):
         self._row(form, "Description", self.description, "description")
         self.zone = self._line("public")
         self._row(form, "Zone", self.zone, "zone", "Carried on every message this agent sends.")
-        self.skills = SkillsEditor()
-        self._row(form, "Skills", self.skills, "skills", "Task queues this agent takes work from; none: it only asks.")
         return box
 
     # --- values --------------------------------------------------------------------------------
@@ -233,8 +229,19 @@ class ConnectGroupDialog(QDialog):
         }
 
     def _protocol_changed(self, protocol: str) -> None:
-        self.sasl_box.setVisible(protocol in SASL_PROTOCOLS)
-        self.tls_box.setVisible(protocol in SSL_PROTOCOLS)
+        for rows, shown in ((self._sasl_rows, protocol in SASL_PROTOCOLS), (self._tls_rows, protocol in SSL_PROTOCOLS)):
+            for row in rows:
+                self._connection_form.setRowVisible(row, shown)
+        self._fit_later()
+
+    def _fit_later(self) -> None:
+        QTimer.singleShot(0, self._fit_form)  # once the shown and hidden rows are laid out
+
+    def _fit_form(self) -> None:
+        """The form takes the height it needs (it scrolls when the window has less), the report the rest."""
+        if isValid(self):
+            page = self.form_scroll.widget()
+            self.form_scroll.setMaximumHeight(page.sizeHint().height() + 2 * self.form_scroll.frameWidth())
 
     def _browse(self, edit: QLineEdit, label: str, key: str) -> None:
         path, _filter = QFileDialog.getOpenFileName(self, f"Choose the {label.lower()}", edit.text(), PEM_FILTER)
@@ -249,6 +256,7 @@ class ConnectGroupDialog(QDialog):
             error.clear_message()
         self.skills.show_problems({})
         self.general_error.clear_message()
+        self._fit_later()
 
     def show_problems(self, problems: dict[str, str]) -> None:
         """Each message next to its field (a skill's on its row); anything else under the form."""
@@ -262,6 +270,11 @@ class ConnectGroupDialog(QDialog):
             else:
                 self.general_error.show_error(f"{key}: {message}")
         self.skills.show_problems(rows)
+        first = next((e for e in self.errors.values() if e.kind == "error"), None)
+        first = first or next((r.error for r in self.skills.rows if r.error.kind == "error"), None)
+        if first is not None:
+            self.form_scroll.ensureWidgetVisible(first)
+        self._fit_later()
 
     def _checked_values(self, *, need_password: bool) -> dict[str, Any] | None:
         self._clear_problems()

@@ -140,7 +140,8 @@ class DispatchDialog(QDialog):
         who = result.agent.get("name") or result.agent.get("agentid", "")[:12] or "nobody"
         if result.output and result.output != self.answer.toPlainText():
             self.answer.setPlainText(result.output)  # the result is the whole answer, whatever streamed
-        seconds = f" in {result.elapsedms / 1000:.1f} s" if result.elapsedms else ""
+        ms = result.elapsedms
+        seconds = "" if ms is None else f" in {ms} ms" if ms < 1000 else f" in {ms / 1000:.1f} s"
         if result.ok:
             self.status.show_ok(f"✓ Answered by {who}{seconds}.")
         else:

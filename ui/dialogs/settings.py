@@ -46,6 +46,7 @@ QWIDGETSIZE_MAX = 16777215
 
 class SettingsDialog(QDialog):
     saved = Signal()
+    connectGroupRequested = Signal()
 
     def __init__(self, setup: SetupService, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -291,14 +292,15 @@ class SettingsDialog(QDialog):
         return tab
 
     def _group_tab(self) -> QWidget:
+        """Group settings live in their own dialog, which tests each step to the brokers before it saves."""
         tab = QWidget()
         layout = QVBoxLayout(tab)
-        self.group_toggle = QCheckBox("Connect to group")
-        self.group_toggle.setEnabled(False)
-        self.group_hint = QLabel("Arrives with group mode.")
-        self.group_hint.setEnabled(False)
-        layout.addWidget(self.group_toggle)
+        self.group_hint = QLabel("Brokers, login, this agent's name and skills are set in the Connect-to-group dialog.")
+        self.group_hint.setWordWrap(True)
+        self.group_button = QPushButton("Connect to group…")
+        self.group_button.clicked.connect(self.connectGroupRequested.emit)
         layout.addWidget(self.group_hint)
+        layout.addWidget(self.group_button, 0, Qt.AlignmentFlag.AlignLeft)
         layout.addStretch(1)
         return tab
 

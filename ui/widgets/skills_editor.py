@@ -21,7 +21,7 @@ class SkillRow(QWidget):
         super().__init__(parent)
         self.name = QLineEdit(name)
         self.name.setPlaceholderText("skill name, e.g. coder")
-        self.name.setMaximumWidth(170)
+        self.name.setMaximumWidth(200)
         self.description = QLineEdit(description)
         self.description.setPlaceholderText("what peers can ask for, e.g. writes and reviews Python")
         self.remove_button = QPushButton("Remove")
