@@ -22,6 +22,8 @@ from core.group.artifacts import ArtifactStore, build_store
 from core.group.claimcheck import seal
 from core.group.envelope import AUDIT_RECORD, ROSTER_ANNOUNCE, ROSTER_LEAVE, TRACE_SPAN, Envelope, make
 from core.group.identity import Identity, load_or_create
+from core.group.inbox import record_incoming
+from core.group.inbox import rejected as rejected_
 from core.group.outbox import Outbox, OutboxSender, OutItem, write_rows
 from core.group.reader import Incoming, Reader, Rejected
 from core.group.roster import Member, Roster
@@ -304,14 +306,14 @@ class GroupNode:
                 name=event_type,
                 payload=payload,
             )
-            items.append(self._audit_item([audit.envelope_record("sent", event, envelope, topic=topic_name)], event))
+            items.append(self.audit_item([audit.envelope_record("sent", event, envelope, topic=topic_name)], event))
         await self.db.write(_writer(items, [event] if event else [], also))
         if event is not None:
             self.timeline.notify([event])
         self.sender.notify()
         return envelope, event
 
-    def _audit_item(self, records: list[dict[str, Any]], anchor: Event) -> OutItem:
+    def audit_item(self, records: list[dict[str, Any]], anchor: Event) -> OutItem:
         assert self.identity is not None
         envelope = make(
             self.identity,
@@ -329,7 +331,7 @@ class GroupNode:
         steps = [e for e in events if e.kind in audit.STEP_KINDS]
         if not steps or self.identity is None:
             return
-        items = [self._audit_item([audit.step_record(e) for e in steps], steps[0])]
+        items = [self.audit_item([audit.step_record(e) for e in steps], steps[0])]
         for event in steps:
             span = make(
                 self.identity,
@@ -352,7 +354,7 @@ class GroupNode:
             self.duplicate_handlers[event_type] = duplicate
 
     async def _on_envelopes(self, accepted: list[Incoming], rejected: list[Rejected]) -> None:
-        fresh, duplicates = await self._record_incoming(accepted, rejected)
+        fresh, duplicates = await record_incoming(self, accepted, rejected)
         fresh.sort(key=lambda pair: pair[0].envelope.time)  # progress and result travel on different topics
         for incoming, event in fresh:
             await self._dispatch(self.handlers, incoming, event)
@@ -368,58 +370,6 @@ class GroupNode:
         except Exception:
             log.exception("group handler for %s failed", incoming.envelope.type)
 
-    async def _record_incoming(
-        self, accepted: list[Incoming], rejected: list[Rejected]
-    ) -> tuple[list[tuple[Incoming, Event]], list[tuple[Incoming, Event]]]:
-        """One transaction: inbox rows (the idempotency check), timeline events and their audit records."""
-        received = [(i, self._received_event(i)) for i in accepted]
-        dropped = [_dropped_event(r) for r in rejected]
-        for event in dropped:
-            log.warning("group: dropped an envelope (%s): %s", event.payload["reason"], event.payload["detail"])
-
-        def write(conn: sqlite3.Connection) -> tuple[list[int], list[OutItem]]:
-            fresh = [n for n, (inc, ev) in enumerate(received) if _inbox_insert(conn, inc, ev)]
-            events = [received[n][1] for n in fresh] + dropped
-            Timeline.insert_events(conn, events)
-            records = [
-                audit.envelope_record("received", received[n][1], received[n][0].envelope, topic=received[n][0].topic)
-                for n in fresh
-            ]
-            records += [audit.envelope_record("dropped", e, None) for e in dropped]
-            items = self._audit_batches(records, events)
-            write_rows(conn, items)
-            return fresh, items
-
-        fresh_index, items = await self.db.write(write)
-        fresh = [received[n] for n in fresh_index]
-        duplicates = [received[n] for n in range(len(received)) if n not in set(fresh_index)]
-        self.timeline.notify([e for _, e in fresh] + dropped)
-        if items:
-            self.sender.notify()
-        return fresh, duplicates
-
-    def _audit_batches(self, records: list[dict[str, Any]], events: list[Event]) -> list[OutItem]:
-        """One audit envelope per correlation id in the batch (the trail is read per correlation)."""
-        by_corr: dict[str, list[int]] = {}
-        for n, record in enumerate(records):
-            by_corr.setdefault(record["correlationid"], []).append(n)
-        return [self._audit_item([records[n] for n in idx], events[idx[0]]) for idx in by_corr.values()]
-
-    def _received_event(self, incoming: Incoming) -> Event:
-        envelope = incoming.envelope
-        remote = envelope.trace
-        trace = TraceContext(remote.trace_id, TraceContext.new_root().span_id, remote.span_id)
-        session_id = self.session_for_task.get(str(envelope.data.get("taskid", "")), "")
-        payload = {"envelope": envelope.summary(incoming.topic), "data": envelope.data}
-        return Event.new(
-            "group.received",
-            session_id=session_id,
-            trace=trace,
-            correlation_id=envelope.correlationid,
-            name=envelope.type,
-            payload=payload,
-        )
-
     # --- the roster ----------------------------------------------------------------------------
 
     async def _on_roster(self, accepted: list[Incoming], rejected: list[Rejected]) -> None:
@@ -428,9 +378,9 @@ class GroupNode:
                 self.roster.apply(incoming.envelope)
             except ValueError as exc:
                 summary = incoming.envelope.summary(incoming.topic)
-                rejected.append(Rejected(_rejected("bad-signature", str(exc), summary), incoming.topic, 0, 0))
+                rejected.append(Rejected(rejected_("bad-signature", str(exc), summary), incoming.topic, 0, 0))
         if rejected:
-            await self._record_incoming([], rejected)
+            await record_incoming(self, [], rejected)
 
     def card(self) -> dict[str, Any]:
         assert self.identity is not None
@@ -489,56 +439,3 @@ def _writer(items: list[OutItem], events: list[Event], also: Also | None) -> Cal
             also(conn)
 
     return write
-
-
-def _inbox_insert(conn: sqlite3.Connection, incoming: Incoming, event: Event) -> bool:
-    """True when this envelope id is new here (a redelivery inserts nothing)."""
-    envelope = incoming.envelope
-    cursor = conn.execute(
-        "INSERT OR IGNORE INTO group_inbox (envelope_id, type, sender, topic, partition, offset, received_at, "
-        "event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            envelope.id,
-            envelope.type,
-            envelope.agentid,
-            incoming.topic,
-            incoming.partition,
-            incoming.offset,
-            event.ts,
-            event.id,
-        ),
-    )
-    return cursor.rowcount == 1
-
-
-def _rejected(reason: str, detail: str, attrs: dict[str, Any]) -> Any:
-    from core.group.envelope import EnvelopeRejected
-
-    return EnvelopeRejected(reason, detail, attrs)
-
-
-def _dropped_event(rejected: Rejected) -> Event:
-    error = rejected.error
-    attrs = error.attrs
-    try:
-        remote = TraceContext.from_traceparent(str(attrs.get("traceparent", "")))
-        trace = TraceContext(remote.trace_id, TraceContext.new_root().span_id, remote.span_id)
-    except ValueError:
-        trace = TraceContext.new_root()
-    payload = {
-        "reason": error.reason,
-        "detail": error.detail[:500],
-        "envelope": attrs,
-        "topic": rejected.topic,
-        "partition": rejected.partition,
-        "offset": rejected.offset,
-    }
-    return Event.new(
-        "group.dropped",
-        session_id="",
-        trace=trace,
-        correlation_id=str(attrs.get("correlationid", "")),
-        name=str(attrs.get("type", "")),
-        status="error",
-        payload=payload,
-    )
