@@ -67,6 +67,7 @@ class GroupNode:
         self.store: ArtifactStore | None = None
         self.topics: TopicManager | None = None
         self.readers: list[Reader] = []
+        self._dispatched_skills: set[str] = set()  # queues this agent sent tasks to: remade after a broker restart
         self.handlers: dict[str, EnvelopeHandler] = {}
         self.duplicate_handlers: dict[str, EnvelopeHandler] = {}
         self.session_for_task: dict[str, str] = {}  # task id -> local session its envelopes belong to
@@ -220,13 +221,22 @@ class GroupNode:
 
     async def _ensure_topics(self) -> None:
         assert self.topics is not None
-        specs = group_topics(self.settings) + [skill_spec(self.settings, s.name) for s in self.settings.skills]
+        skills = {s.name for s in self.settings.skills} | self._dispatched_skills
+        specs = group_topics(self.settings) + [skill_spec(self.settings, name) for name in sorted(skills)]
         await self.topics.ensure(specs)
 
     async def ensure_skill_topic(self, skill: str) -> None:
-        """A dispatcher creates the queue of a skill nobody serves yet, so the task waits there for a taker."""
-        if self.topics is not None:
+        """A dispatcher creates the queue of a skill nobody serves yet, so the task waits there for a taker.
+
+        Never fails a dispatch: with the broker away the request waits in the outbox, and the queue is made
+        with the group's other topics (`_ensure_topics`) before the outbox sends again."""
+        self._dispatched_skills.add(skill)
+        if self.topics is None or not self._online.is_set() or not self.sender.healthy:
+            return
+        try:
             await self.topics.ensure([skill_spec(self.settings, skill)])
+        except Exception as exc:
+            log.warning("group: cannot create the queue of skill %s now (%s); the outbox retries", skill, exc)
 
     # --- state ---------------------------------------------------------------------------------
 

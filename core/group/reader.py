@@ -74,7 +74,7 @@ class Reader:
         self.consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self.ingested = 0
-        self.caught_up = asyncio.Event()  # set at the first empty fetch: everything already there was read
+        self.caught_up = asyncio.Event()  # set once everything already there was read
         self._unknown: dict[str, float] = {}  # agent id -> until when not to wait for its card again
 
     async def start(self) -> None:
@@ -122,8 +122,16 @@ class Reader:
                 await asyncio.wait_for(task, timeout)
         consumer, self.consumer = self.consumer, None
         if consumer is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(consumer.stop(), timeout)
+            except asyncio.CancelledError:
+                # With the broker away, aiokafka's fetcher re-raises the cancellation of its own pending fetch
+                # from stop(): swallow that one, never a cancellation of this task.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+            except Exception as exc:
+                log.debug("group reader %s: closing the consumer failed: %s", self.name, exc)
 
     async def _run(self) -> None:
         backoff = 0.2
@@ -143,12 +151,25 @@ class Reader:
                 continue
             try:
                 await self._process(batch)
+                if not self.caught_up.is_set() and await self._at_end():
+                    self.caught_up.set()  # a busy topic (heartbeats) may never give an empty fetch
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # Not committed: the batch comes again after a restart, and the inbox makes that harmless.
                 log.exception("group reader %s: a batch failed", self.name)
                 await asyncio.sleep(backoff)
+
+    async def _at_end(self) -> bool:
+        """Every assigned partition read up to its high watermark (as of the latest fetch)."""
+        partitions = self.consumer.assignment()
+        if not partitions:
+            return False
+        for tp in partitions:
+            highwater = self.consumer.highwater(tp)
+            if highwater is None or await self.consumer.position(tp) < highwater:
+                return False
+        return True
 
     async def _process(self, batch: dict[Any, list[Any]]) -> None:
         accepted: list[Incoming] = []

@@ -12,6 +12,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.errors import NetworkError
 from core.group.envelope import AUDIT_RECORD, ROSTER_ANNOUNCE, EnvelopeRejected, parse
 from core.group.topics import topic
 from core.settings import GroupSettings
@@ -83,19 +84,28 @@ async def collect(settings: GroupSettings, correlation: str, *, timeout: float =
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         audits: list[Any] = []
-        async with asyncio.timeout(timeout):
-            idle = 0
-            while idle < 2:  # highwater, not end_offsets: some brokers (Tansu) misreport the latter
-                batch = await consumer.getmany(timeout_ms=300, max_records=2000)
-                for records_ in batch.values():
-                    for record in records_:
-                        _take(record.value, roster, audits)
-                positions = [await consumer.position(tp) for tp in partitions]
-                caught_up = all(
-                    consumer.highwater(tp) is not None and pos >= consumer.highwater(tp)
-                    for tp, pos in zip(partitions, positions, strict=True)
-                )
-                idle = idle + 1 if not batch and caught_up else 0
+        try:
+            async with asyncio.timeout(timeout):
+                caught_up_rounds = 0
+                # Caught up twice in a row, not "an empty fetch": live members keep appending heartbeats
+                # to the announce topic, so a fetch is rarely empty. Highwater, not end_offsets: some
+                # brokers (Tansu) misreport the latter.
+                while caught_up_rounds < 2:
+                    batch = await consumer.getmany(timeout_ms=300, max_records=2000)
+                    for records_ in batch.values():
+                        for record in records_:
+                            _take(record.value, roster, audits)
+                    positions = [await consumer.position(tp) for tp in partitions]
+                    caught_up = all(
+                        consumer.highwater(tp) is not None and pos >= consumer.highwater(tp)
+                        for tp, pos in zip(partitions, positions, strict=True)
+                    )
+                    caught_up_rounds = caught_up_rounds + 1 if caught_up else 0
+        except TimeoutError:
+            raise NetworkError(
+                f"Reading the audit topic of group {settings.name} did not finish within {timeout:g} s.",
+                "Check the broker, or try again with a longer --timeout.",
+            ) from None
         for envelope in audits:
             key = roster.key_for(envelope.agentid)
             if key is None or not envelope.verify(key):
