@@ -39,15 +39,15 @@ os.environ["PYTHON_KEYRING_BACKEND"] = "tests.fixtures.memory_keyring.MemoryKeyr
 for _name in [n for n in os.environ if n.startswith("SHOAL_")]:
     del os.environ[_name]
 
-from bench.wire_raw import _producer, percentile, raw_ingest, raw_ping_pong
-from core.group.envelope import ROSTER_ANNOUNCE, TASK_PROGRESS, Envelope, make
-from core.group.identity import Identity
-from core.providers.scripted import ScriptedProvider
-from core.service import AgentCore
-from core.settings import load_settings
-from core.timeline.ids import TraceContext, new_id, now_iso
-from tests.fixtures.kafka_broker import TEST_CLIENT_SETTINGS, TansuBroker
-from tests.group.helpers import eventually, group_overrides
+from bench.wire_raw import _producer, percentile, raw_ingest, raw_ping_pong  # noqa: E402 - after the environment is set
+from core.group.envelope import ROSTER_ANNOUNCE, TASK_PROGRESS, Envelope, make  # noqa: E402 - after the environment is set
+from core.group.identity import Identity  # noqa: E402 - after the environment is set
+from core.providers.scripted import ScriptedProvider  # noqa: E402 - after the environment is set
+from core.service import AgentCore  # noqa: E402 - after the environment is set
+from core.settings import load_settings  # noqa: E402 - after the environment is set
+from core.timeline.ids import TraceContext, new_id, now_iso  # noqa: E402 - after the environment is set
+from tests.fixtures.kafka_broker import TEST_CLIENT_SETTINGS, TansuBroker  # noqa: E402 - after the environment is set
+from tests.group.helpers import eventually, group_overrides  # noqa: E402 - after the environment is set
 
 HEARTBEAT = 5.0  # seconds: the default; short test heartbeats would add load unrelated to the measurement
 WARMUP = 20
@@ -56,8 +56,9 @@ POLL = 0.002  # how often the ingest clock looks at the reader (seconds)
 
 
 def _settings(broker: TansuBroker, group: str, name: str, root: Path, **kwargs: Any) -> Any:
-    overrides = group_overrides(broker, group, name, root / name, heartbeat=HEARTBEAT, **kwargs)
-    overrides["tools"] = {"workspace": str(root / name / "ws")}
+    home = root / group / name  # a data folder per agent and run
+    overrides = group_overrides(broker, group, name, home, heartbeat=HEARTBEAT, **kwargs)
+    overrides["tools"] = {"workspace": str(home / "ws")}
     return load_settings(root / "none.toml", overrides).settings
 
 
