@@ -8,13 +8,17 @@ settings on both sides (TEST_CLIENT_SETTINGS: fetch_max_wait_ms 10, linger_ms 0,
   `dispatch()` to `handle.result()` returning: sign, outbox, produce, A's skill reader, A's timeline and inbox,
   the accepted progress and the result back through A's outbox, B's inbox reader. Beside it,
   `bench.wire_raw.raw_ping_pong` (ping → echo → pong over two topics, 200 B). The two alternate in blocks (half
-  of them raw first) so drift from other load on the machine hits both; warm-up rounds are not measured.
+  of them raw first) so drift from other load on the machine hits both; warm-up rounds are not measured. Also
+  printed: the process CPU per Shoal round (both agents share one process and one core's worth of GIL) and what
+  the two agents cost when idle (their readers poll the broker every fetch_max_wait_ms).
 - Ingest: an agent that was offline comes back to a backlog. It joins once (its inbox offsets get committed),
   learns a sender's key from the announce topic, and stops. Then `--count` signed `shoal.task.progress`
   envelopes addressed to it, for a task it does not know (so no handler acts), are produced raw, and the agent
   starts again. The rate is envelopes / seconds from its inbox reader starting to `Reader.ingested` reaching
   the count: parse, signature check, inbox row + timeline event + audit record into the outbox, commit.
-  Beside it, `raw_ingest` reads the same number of records of the same mean size (1 partition both sides).
+  Beside it, `raw_ingest` reads the same number of records of the same mean size (all on one partition on both
+  sides). Also printed: how many envelopes/s one core can signature-check alone (Envelope.verify), an upper
+  bound for any ingest that verifies on the event loop.
 
 Run: .venv/bin/python bench/wire.py [--rounds 300] [--blocks 5] [--count 20000] [--ingest-runs 1] [--profile]
 (--profile prints a cProfile summary of the Shoal ingest.)
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -41,7 +46,7 @@ for _name in [n for n in os.environ if n.startswith("SHOAL_")]:
 
 from bench.wire_raw import _producer, percentile, raw_ingest, raw_ping_pong  # noqa: E402 - after the environment is set
 from core.group.envelope import ROSTER_ANNOUNCE, TASK_PROGRESS, Envelope, make  # noqa: E402 - after the environment is set
-from core.group.identity import Identity  # noqa: E402 - after the environment is set
+from core.group.identity import Identity, PublicKey  # noqa: E402 - after the environment is set
 from core.providers.scripted import ScriptedProvider  # noqa: E402 - after the environment is set
 from core.service import AgentCore  # noqa: E402 - after the environment is set
 from core.settings import load_settings  # noqa: E402 - after the environment is set
@@ -85,14 +90,22 @@ async def _shoal_rounds(requester: AgentCore, rounds: int, first: int) -> list[f
     return latencies
 
 
-async def round_trips(broker: TansuBroker, root: Path, rounds: int, blocks: int) -> dict[str, list[list[float]]]:
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def round_trips(broker: TansuBroker, root: Path, rounds: int, blocks: int) -> dict[str, Any]:
     group = f"wire{uuid.uuid4().hex[:6]}"
     server = await _started(_settings(broker, group, "alice", root, skills=[{"name": "echo", "handler": "echo"}]))
     requester = await _started(_settings(broker, group, "bob", root))
-    out: dict[str, list[list[float]]] = {"raw": [], "shoal": []}
+    out: dict[str, Any] = {"raw": [], "shoal": [], "cpu": 0.0}
     try:
         await eventually(lambda: len(requester.group.members()) == 2, timeout=30)
         await _shoal_rounds(requester, WARMUP, 0)  # the skill queue's group join happens here
+        cpu, started = _cpu(), time.perf_counter()
+        await asyncio.sleep(2)  # what the two idle agents cost (their readers poll the broker)
+        out["idle"] = (_cpu() - cpu) / (time.perf_counter() - started)
         per_block = max(rounds // blocks, 1)
         for block in range(blocks):
             order = ("raw", "shoal") if block % 2 == 0 else ("shoal", "raw")
@@ -101,7 +114,9 @@ async def round_trips(broker: TansuBroker, root: Path, rounds: int, blocks: int)
                     out["raw"].append(await raw_ping_pong(broker.bootstrap, per_block, dict(TEST_CLIENT_SETTINGS),
                                                           warmup=WARMUP, payload_size=PAYLOAD))  # fmt: skip
                 else:
+                    cpu = _cpu()
                     out["shoal"].append(await _shoal_rounds(requester, per_block, WARMUP + block * per_block))
+                    out["cpu"] += _cpu() - cpu
     finally:
         await requester.stop()
         await server.stop()
@@ -216,10 +231,22 @@ async def ingest(broker: TansuBroker, root: Path, count: int, runs: int, profile
 # -- main --------------------------------------------------------------------------------------------------
 
 
-async def bench(bootstrap_broker: TansuBroker, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+def verify_ceiling(samples: int = 2000) -> float:
+    """Envelopes/s one core can signature-check (Envelope.verify): an upper bound for ingest on this machine."""
+    sender = Identity.generate()
+    envelope = _progress(sender, "bench", "x" * 24, new_id(), TraceContext.new_root(), 0)
+    key = PublicKey(sender.public_b64)
+    started = time.perf_counter()
+    for _ in range(samples):
+        envelope.verify(key)
+    return samples / (time.perf_counter() - started)
+
+
+async def bench(broker: TansuBroker, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="shoal-wire-") as tmp:
-        trips = await round_trips(bootstrap_broker, Path(tmp), args.rounds, args.blocks)
-        rates = await ingest(bootstrap_broker, Path(tmp), args.count, args.ingest_runs, args.profile)
+        trips = await round_trips(broker, Path(tmp), args.rounds, args.blocks)
+        rates = await ingest(broker, Path(tmp), args.count, args.ingest_runs, args.profile)
+    rates["verify"] = verify_ceiling()
     return trips, rates
 
 
@@ -252,10 +279,13 @@ def main() -> None:
     print(f"  {'round trip p50 (ms)':28}{r50:14.2f}{s50:12.2f}{s50 / r50:11.2f}   <= 1.25 x")
     print(f"  {'round trip p99 (ms)':28}{r99:14.2f}{s99:12.2f}{s99 / r99:11.2f}   <= 1.5 x")
     print(f"  {'round trip max (ms)':28}{max(raw):14.2f}{max(shoal):12.2f}")
+    cpu = trips["cpu"] / len(shoal) * 1000
+    print(f"  {'shoal process CPU/round (ms)':28}{'':14}{cpu:12.2f}   (two idle agents: {trips['idle']:.0%} of a core)")
     print(
         f"  {'ingest (envelopes/s)':28}{raw_rate:14,.0f}{shoal_rate:12,.0f}{shoal_rate / raw_rate:11.3f}   >= 5,000/s"
     )
     print(f"  {'  incl. agent start-up':28}{'':14}{total_rate:12,.0f}")
+    print(f"  {'  Ed25519 checks alone':28}{'':14}{rates['verify']:12,.0f}   (one core, no I/O: the ceiling)")
     blocks = lambda side: " ".join(f"{median(b):.1f}" for b in trips[side])  # noqa: E731
     print(f"\n  block p50s (ms): raw {blocks('raw')} | shoal {blocks('shoal')}")
     if args.ingest_runs > 1:
