@@ -7,6 +7,7 @@ peer can check a roster card on its own: the card's `agentid` must match the key
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ def _b64url_decode(text: str) -> bytes:
 
 
 @dataclass(frozen=True)
-class Identity:
+class Identity:  # frozen, yet cached_property works: it writes __dict__ directly
     """A key pair and the id it yields. `sign` returns the protocol's `signature` attribute value."""
 
     private_key: Ed25519PrivateKey
@@ -50,8 +51,8 @@ class Identity:
     def public_b64(self) -> str:
         return base64.b64encode(self.public_raw).decode("ascii")
 
-    @property
-    def agent_id(self) -> str:
+    @functools.cached_property
+    def agent_id(self) -> str:  # read for every envelope received: derive it once
         return agent_id_for(self.public_raw)
 
     def sign(self, message: bytes) -> str:

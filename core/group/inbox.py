@@ -48,7 +48,8 @@ async def record_incoming(
 
     fresh_index, items = await node.db.write(write)
     fresh = [received[n] for n in fresh_index]
-    duplicates = [received[n] for n in range(len(received)) if n not in set(fresh_index)]
+    seen = set(fresh_index)
+    duplicates = [received[n] for n in range(len(received)) if n not in seen]
     node.timeline.notify([e for _, e in fresh] + dropped)
     if items:
         node.sender.notify()
