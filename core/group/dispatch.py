@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -162,7 +162,15 @@ class Dispatcher:
             session_id=session_id,
             causationid=causationid,
             recipient=recipient or None,
-            also=_task_row(data, correlationid, session_id, recipient, "out"),
+            also=task_row(
+                taskid,
+                "out",
+                data,
+                correlationid=correlationid,
+                requester=node.agent_id,
+                assignee=recipient,
+                session_id=session_id,
+            ),
         )
         handle.request_id = envelope.id
         handle.trace = event.trace if event else None
@@ -263,28 +271,33 @@ class Dispatcher:
         await self.node.db.write(write)
 
 
-def _task_row(data: dict[str, Any], correlationid: str, session_id: str, peer: str, direction: str) -> Any:
+def task_row(
+    taskid: str, direction: str, data: dict[str, Any], *, correlationid: str, requester: str, **extra: str
+) -> Callable[[sqlite3.Connection], None]:
+    """The group_tasks row of a task sent ('out') or taken ('in'); `extra` sets request_id, assignee, status
+    and session_id. Tolerant of a foreign peer's odd payload: every field is coerced to its column's type."""
+    depth = data.get("depth")
+    values = {
+        "task_id": taskid,
+        "direction": direction,
+        "request_id": extra.get("request_id", ""),
+        "correlation_id": correlationid,
+        "skill": str(data.get("skill") or ""),
+        "requester": requester,
+        "assignee": extra.get("assignee", ""),
+        "input": str(data.get("input") or ""),
+        "status": extra.get("status", "sent"),
+        "created_at": now_iso(),
+        "updated_at": now_iso(),
+        "deadline": str(data.get("deadline") or ""),
+        "depth": depth if isinstance(depth, int) and not isinstance(depth, bool) else 0,
+        "session_id": extra.get("session_id", ""),
+        "result": "",
+    }
+    sql = f"INSERT OR IGNORE INTO group_tasks ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})"
+
     def write(conn: sqlite3.Connection) -> None:
-        requester = data.get("requester") or {}
-        conn.execute(
-            "INSERT OR IGNORE INTO group_tasks (task_id, direction, request_id, correlation_id, skill, requester, "
-            "assignee, input, status, created_at, updated_at, deadline, depth, session_id, result) "
-            "VALUES (?, ?, '', ?, ?, ?, ?, ?, 'sent', ?, ?, ?, ?, ?, '')",
-            (
-                data["taskid"],
-                direction,
-                correlationid,
-                data.get("skill", ""),
-                requester.get("agentid", ""),
-                peer,
-                data["input"],
-                now_iso(),
-                now_iso(),
-                data["deadline"],
-                data.get("depth", 0),
-                session_id,
-            ),
-        )
+        conn.execute(sql, tuple(values.values()))
 
     return write
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.group import audit
 from core.group.envelope import EnvelopeRejected
-from core.group.outbox import OutItem, write_rows
+from core.group.outbox import OutRow, write_rows
 from core.group.reader import Incoming, Rejected
 from core.timeline.ids import TraceContext
 from core.timeline.store import Event, Timeline
@@ -33,7 +33,7 @@ async def record_incoming(
     for event in dropped:
         log.warning("group: dropped an envelope (%s): %s", event.payload["reason"], event.payload["detail"])
 
-    def write(conn: sqlite3.Connection) -> tuple[list[int], list[OutItem]]:
+    def write(conn: sqlite3.Connection) -> tuple[list[int], list[OutRow]]:
         fresh = [n for n, (inc, ev) in enumerate(received) if inbox_insert(conn, inc, ev)]
         events = [received[n][1] for n in fresh] + dropped
         Timeline.insert_events(conn, events)
@@ -42,26 +42,15 @@ async def record_incoming(
             for n in fresh
         ]
         records += [audit.envelope_record("dropped", e, None) for e in dropped]
-        items = audit_batches(node, records, events)
-        write_rows(conn, items)
-        return fresh, items
+        return fresh, write_rows(conn, node.audit_items(list(zip(records, events, strict=True))))
 
-    fresh_index, items = await node.db.write(write)
+    fresh_index, rows = await node.db.write(write)
     fresh = [received[n] for n in fresh_index]
     seen = set(fresh_index)
     duplicates = [received[n] for n in range(len(received)) if n not in seen]
     node.timeline.notify([e for _, e in fresh] + dropped)
-    if items:
-        node.sender.notify()
+    node.sender.hand(rows)
     return fresh, duplicates
-
-
-def audit_batches(node: GroupNode, records: list[dict[str, Any]], events: list[Event]) -> list[OutItem]:
-    """One audit envelope per correlation id in the batch (the trail is read per correlation)."""
-    by_corr: dict[str, list[int]] = {}
-    for n, record in enumerate(records):
-        by_corr.setdefault(record["correlationid"], []).append(n)
-    return [node.audit_item([records[n] for n in idx], events[idx[0]]) for idx in by_corr.values()]
 
 
 def received_event(incoming: Incoming, session_for_task: dict[str, str]) -> Event:

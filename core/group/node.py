@@ -14,6 +14,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from core.errors import NetworkError, ShoalError, classify
@@ -24,7 +25,7 @@ from core.group.envelope import AUDIT_RECORD, ROSTER_ANNOUNCE, ROSTER_LEAVE, TRA
 from core.group.identity import Identity, load_or_create
 from core.group.inbox import record_incoming
 from core.group.inbox import rejected as rejected_
-from core.group.outbox import Outbox, OutboxSender, OutItem, write_rows
+from core.group.outbox import Outbox, OutboxSender, OutItem, OutRow, write_rows
 from core.group.reader import Incoming, Reader, Rejected
 from core.group.roster import Member, Roster
 from core.group.topics import TopicManager, group_topics, skill_spec, skill_topic, topic
@@ -63,11 +64,12 @@ class GroupNode:
         self.identity_scope = identity_scope  # keeps two agents on one machine (two data folders) apart
         self.roster = Roster()
         self.outbox = Outbox(db)
-        self.sender = OutboxSender(self.outbox, self._send, self._recover, self._sender_state)
+        self.sender = OutboxSender(self.outbox, self._produce, self._recover, self._sender_state)
         self.store: ArtifactStore | None = None
         self.topics: TopicManager | None = None
         self.readers: list[Reader] = []
         self._dispatched_skills: set[str] = set()  # queues this agent sent tasks to: remade after a broker restart
+        self._made_queues: set[str] = set()  # of those, the ones known to exist
         self.handlers: dict[str, EnvelopeHandler] = {}
         self.duplicate_handlers: dict[str, EnvelopeHandler] = {}
         self.session_for_task: dict[str, str] = {}  # task id -> local session its envelopes belong to
@@ -230,11 +232,13 @@ class GroupNode:
 
         Never fails a dispatch: with the broker away the request waits in the outbox, and the queue is made
         with the group's other topics (`_ensure_topics`) before the outbox sends again."""
+        known = skill in self._made_queues
         self._dispatched_skills.add(skill)
-        if self.topics is None or not self._online.is_set() or not self.sender.healthy:
-            return
+        if known or self.topics is None or not self._online.is_set() or not self.sender.healthy:
+            return  # made already (a broker that forgets topics fails a send: `_recover` makes them again)
         try:
             await self.topics.ensure([skill_spec(self.settings, skill)])
+            self._made_queues.add(skill)
         except Exception as exc:
             log.warning("group: cannot create the queue of skill %s now (%s); the outbox retries", skill, exc)
 
@@ -259,15 +263,22 @@ class GroupNode:
 
     # --- sending -------------------------------------------------------------------------------
 
-    async def _send(self, topic_name: str, key: str | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+    async def _produce(
+        self, topic_name: str, key: str | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[Any]:
+        """Queue one record with the producer; the future resolves when the broker acknowledges it."""
         if self._producer is None:
             raise NetworkError(
                 "Not connected to the group yet.", "Wait for the broker; the outbox keeps the envelopes."
             )
-        await self._producer.send_and_wait(topic_name, value, key=key.encode() if key else None, headers=headers)
+        future: asyncio.Future[Any] = await self._producer.send(
+            topic_name, value, key=key.encode() if key else None, headers=headers
+        )
+        return future
 
     async def _recover(self) -> None:
         """After a failed send: the broker may have restarted and forgotten its topics; make them again."""
+        self._made_queues.clear()
         if self.topics is not None:
             await self._ensure_topics()
 
@@ -288,6 +299,36 @@ class GroupNode:
     ) -> tuple[Envelope, Event | None]:
         """Sign an envelope and queue it. With `record`, its timeline event, its audit record and `also`
         are written in the same transaction as the outbox row, so the three never disagree."""
+        out = await self.prepare(
+            event_type,
+            data,
+            suffix=suffix,
+            key=key,
+            correlationid=correlationid,
+            parent=parent,
+            session_id=session_id,
+            causationid=causationid,
+            recipient=recipient,
+            record=record,
+        )
+        await self.commit([out], also)
+        return out.envelope, out.event
+
+    async def prepare(
+        self,
+        event_type: str,
+        data: dict[str, Any],
+        *,
+        suffix: str,
+        key: str,
+        correlationid: str,
+        parent: TraceContext | None = None,
+        session_id: str = "",
+        causationid: str | None = None,
+        recipient: str | None = None,
+        record: bool = True,
+    ) -> Outgoing:
+        """A signed envelope with its outbox items and timeline event, not yet written (see `commit`)."""
         assert self.identity is not None, "start() the node first"
         trace = parent.child() if parent else TraceContext.new_root()
         dataref = await seal(data, self.store, self.settings.max_inline_bytes)
@@ -304,8 +345,7 @@ class GroupNode:
             dataref=dataref,
         )
         topic_name = self.topic(suffix)
-        items = [OutItem(envelope, topic_name, key)]
-        event = None
+        event, records = None, []
         if record:
             payload = {"envelope": envelope.summary(topic_name), "data": data}
             event = Event.new(
@@ -316,12 +356,27 @@ class GroupNode:
                 name=event_type,
                 payload=payload,
             )
-            items.append(self.audit_item([audit.envelope_record("sent", event, envelope, topic=topic_name)], event))
-        await self.db.write(_writer(items, [event] if event else [], also))
-        if event is not None:
-            self.timeline.notify([event])
-        self.sender.notify()
-        return envelope, event
+            records.append((audit.envelope_record("sent", event, envelope, topic=topic_name), event))
+        return Outgoing(OutItem(envelope, topic_name, key), event, records)
+
+    async def commit(self, outgoing: list[Outgoing], also: Also | None = None) -> None:
+        """Write envelopes (in order), their events and `also` in one transaction, then hand them to the sender:
+        envelopes committed together reach the producer together, so a reader tends to get them in one fetch."""
+        items = [out.item for out in outgoing]
+        items += self.audit_items([pair for out in outgoing for pair in out.audit])
+        events = [out.event for out in outgoing if out.event is not None]
+        rows = await self.db.write(_writer(items, events, also))
+        if events:
+            self.timeline.notify(events)
+        self.sender.hand(rows)
+
+    def audit_items(self, records: list[tuple[dict[str, Any], Event]]) -> list[OutItem]:
+        """One audit envelope per correlation id (the trail is read per correlation), anchored at the
+        span of its first record."""
+        by_corr: dict[str, list[tuple[dict[str, Any], Event]]] = {}
+        for pair in records:
+            by_corr.setdefault(pair[1].correlation_id, []).append(pair)
+        return [self.audit_item([r for r, _ in pairs], pairs[0][1]) for pairs in by_corr.values()]
 
     def audit_item(self, records: list[dict[str, Any]], anchor: Event) -> OutItem:
         assert self.identity is not None
@@ -353,8 +408,7 @@ class GroupNode:
                 zone=self.settings.zone,
             )
             items.append(OutItem(span, self.topic("traces"), event.trace_id))
-        await self.db.write(_writer(items, [], None))
-        self.sender.notify()
+        self.sender.hand(await self.db.write(_writer(items, [], None)))
 
     # --- receiving -----------------------------------------------------------------------------
 
@@ -440,12 +494,28 @@ class GroupNode:
         return self.roster.members()
 
 
-def _writer(items: list[OutItem], events: list[Event], also: Also | None) -> Callable[[sqlite3.Connection], None]:
-    def write(conn: sqlite3.Connection) -> None:
+@dataclass(frozen=True)
+class Outgoing:
+    """An envelope ready to commit: its outbox item, its timeline event and audit record (if recorded)."""
+
+    item: OutItem
+    event: Event | None
+    audit: list[tuple[dict[str, Any], Event]]
+
+    @property
+    def envelope(self) -> Envelope:
+        return self.item.envelope
+
+
+def _writer(
+    items: list[OutItem], events: list[Event], also: Also | None
+) -> Callable[[sqlite3.Connection], list[OutRow]]:
+    def write(conn: sqlite3.Connection) -> list[OutRow]:
         if events:
             Timeline.insert_events(conn, events)
-        write_rows(conn, items)
+        rows = write_rows(conn, items)
         if also is not None:
             also(conn)
+        return rows
 
     return write

@@ -2,8 +2,11 @@
 
 Writing the timeline event and the outbox row in one transaction means what the timeline says was sent is
 exactly what will be sent, even across a crash; with the broker down the agent keeps working and the rows
-wait. The sender drains the table in order (so per-key order holds), deletes rows once the broker has
-acknowledged them, and backs off while the broker is away.
+wait. Once a row is committed, its writer hands it to the sender in memory (no second read of the table on
+the hot path); the sender gives it to the producer at once without waiting for earlier acknowledgements
+(the producer keeps per-partition order), and deletes rows in batches once the broker has acknowledged
+them. After a failure it backs off, lets the node recover, and reloads every row still in the table, so
+nothing is lost; a row acknowledged but not yet deleted may go out twice, which readers absorb (inbox ids).
 """
 
 from __future__ import annotations
@@ -13,18 +16,20 @@ import contextlib
 import json
 import logging
 import sqlite3
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import ShoalError, classify
+from core.errors import NetworkError, ShoalError, classify
 from core.group.envelope import Envelope
 from core.timeline.db import Database
 from core.timeline.ids import now_iso
 
 log = logging.getLogger(__name__)
-BATCH = 200
+BATCH = 500
 MAX_BACKOFF = 5.0
+DELETE_DELAY = 0.02  # acknowledged rows are deleted in batches this far apart (off the hot path)
 
 
 @dataclass(frozen=True)
@@ -46,23 +51,19 @@ class OutRow:
     headers: list[tuple[str, bytes]]
 
 
-def write_rows(conn: sqlite3.Connection, items: list[OutItem]) -> None:
-    """Append to the outbox inside the caller's transaction (used as a `Timeline.record(also=...)`)."""
-    now = now_iso()
-    conn.executemany(
-        "INSERT INTO group_outbox (envelope_id, topic, key, value, headers, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (
-                item.envelope.id,
-                item.topic,
-                item.key,
-                item.envelope.to_bytes(),
-                json.dumps([[k, v.decode("utf-8", "replace")] for k, v in item.envelope.headers()]),
-                now,
-            )
-            for item in items
-        ],
-    )
+_INSERT = "INSERT INTO group_outbox (envelope_id, topic, key, value, headers, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def write_rows(conn: sqlite3.Connection, items: list[OutItem]) -> list[OutRow]:
+    """Append to the outbox inside the caller's transaction; returns the rows to hand to the sender."""
+    now, rows = now_iso(), []
+    for item in items:
+        value, headers = item.envelope.to_bytes(), item.envelope.headers()
+        text = json.dumps([[k, v.decode("utf-8", "replace")] for k, v in headers])
+        cursor = conn.execute(_INSERT, (item.envelope.id, item.topic, item.key, value, text, now))
+        assert cursor.lastrowid is not None
+        rows.append(OutRow(cursor.lastrowid, item.envelope.id, item.topic, item.key, value, headers))
+    return rows
 
 
 class Outbox:
@@ -103,11 +104,12 @@ class Outbox:
         return int(await self.db.read(lambda c: c.execute("SELECT count(*) FROM group_outbox").fetchone()[0]))
 
 
-Send = Callable[[str, str | None, bytes, list[tuple[str, bytes]]], Awaitable[Any]]
+# produce(topic, key, value, headers) queues the record and returns a future for its acknowledgement.
+Produce = Callable[[str, str | None, bytes, list[tuple[str, bytes]]], Awaitable["asyncio.Future[Any]"]]
 
 
 class OutboxSender:
-    """Drains the outbox through `send(topic, key, value, headers)` (which returns once acknowledged).
+    """Sends outbox rows through `produce` and deletes them once acknowledged.
 
     `recover()` runs before retrying after a failure: the node re-creates topics there, since a broker that
     restarted may have forgotten them (and producing to a missing topic would auto-create it wrongly).
@@ -116,23 +118,30 @@ class OutboxSender:
     def __init__(
         self,
         outbox: Outbox,
-        send: Send,
+        produce: Produce,
         recover: Callable[[], Awaitable[None]],
         on_state: Callable[[bool, ShoalError | None], None] = lambda ok, err: None,
     ) -> None:
         self.outbox = outbox
-        self._send = send
+        self._produce = produce
         self._recover = recover
         self._on_state = on_state
         self._wake = asyncio.Event()
+        self._queue: deque[OutRow] = deque()
+        self._owned: set[int] = set()  # seqs queued, in flight or acknowledged and not yet deleted
+        self._acked: list[int] = []
+        self._failure: tuple[OutRow, BaseException] | None = None
+        self._reload = True  # read the table: rows left by a previous run or by a failure
         self._task: asyncio.Task[None] | None = None
+        self._deleter: asyncio.Task[None] | None = None
         self.healthy = True
         self.last_error: ShoalError | None = None
         self.sent = 0
 
     def start(self) -> None:
         if self._task is None:
-            self._wake.set()  # rows left from a previous run go first
+            self._reload = True
+            self._wake.set()
             self._task = asyncio.create_task(self._run(), name="shoal-outbox")
 
     async def stop(self, timeout: float = 5.0) -> None:
@@ -145,8 +154,26 @@ class OutboxSender:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        deleter, self._deleter = self._deleter, None
+        if deleter is not None:
+            deleter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deleter
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._delete_acked(), timeout)  # fewer repeats on the next start
+        self._queue.clear()
+        self._owned.clear()
+
+    def hand(self, rows: list[OutRow]) -> None:
+        """Rows just committed to the table: send them without reading them back."""
+        fresh = [r for r in rows if r.seq not in self._owned]
+        self._owned.update(r.seq for r in fresh)
+        self._queue.extend(fresh)
+        self._wake.set()
 
     def notify(self) -> None:
+        """Rows were written without being handed over: read the table."""
+        self._reload = True
         self._wake.set()
 
     async def drained(self) -> None:
@@ -160,33 +187,72 @@ class OutboxSender:
             await self._wake.wait()
             self._wake.clear()
             try:
-                await self._drain()
+                if self._failure is not None:
+                    row, error = self._failure
+                    self._failure = None
+                    await self.outbox.note_failure(row.seq, str(error))
+                    raise error
+                if self._reload:
+                    self._reload = False
+                    await self._load()
+                while self._queue:
+                    await self._send(self._queue.popleft())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._owned.difference_update(r.seq for r in self._queue)  # in-flight rows stay owned
+                self._queue.clear()
                 await self._failed(exc, backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
+                self._reload = True
                 self._wake.set()
                 continue
             backoff = 0.1
-            if not self.healthy:
-                self.healthy, self.last_error = True, None
-                self._on_state(True, None)
 
-    async def _drain(self) -> None:
-        while rows := await self.outbox.pending(0):
-            results = await asyncio.gather(
-                *(self._send(r.topic, r.key, r.value, r.headers) for r in rows), return_exceptions=True
-            )
-            done = [r.seq for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
-            if done:
-                await self.outbox.delete(done)
-                self.sent += len(done)
-            failures = [(r, res) for r, res in zip(rows, results, strict=True) if isinstance(res, BaseException)]
-            if failures:
-                row, error = failures[0]
-                await self.outbox.note_failure(row.seq, str(error))
-                raise error
+    async def _load(self) -> None:
+        after = 0
+        while rows := await self.outbox.pending(after):
+            self.hand(rows)
+            after = rows[-1].seq
+        self._queue = deque(sorted(self._queue, key=lambda r: r.seq))  # rows handed meanwhile are newer
+
+    async def _send(self, row: OutRow) -> None:
+        try:
+            ack = await self._produce(row.topic, row.key, row.value, row.headers)
+        except Exception as exc:
+            self._owned.discard(row.seq)
+            await self.outbox.note_failure(row.seq, str(exc))
+            raise
+        ack.add_done_callback(lambda future: self._acknowledged(row, future))
+
+    def _acknowledged(self, row: OutRow, future: asyncio.Future[Any]) -> None:
+        error = None if future.cancelled() else future.exception()
+        if future.cancelled() or error is not None:
+            self._owned.discard(row.seq)
+            if self._failure is None:
+                self._failure = (row, error or NetworkError("The send was cancelled.", "It is retried."))
+            self._wake.set()
+            return
+        self._acked.append(row.seq)
+        if self._deleter is None or self._deleter.done():
+            self._deleter = asyncio.create_task(self._delete_soon(), name="shoal-outbox-delete")
+        if not self.healthy:
+            self.healthy, self.last_error = True, None
+            self._on_state(True, None)
+
+    async def _delete_soon(self) -> None:
+        await asyncio.sleep(DELETE_DELAY)
+        await self._delete_acked()
+
+    async def _delete_acked(self) -> None:
+        while self._acked:
+            seqs, self._acked = self._acked, []
+            try:
+                await self.outbox.delete(seqs)
+            except Exception as exc:  # the rows go out again after a restart; readers drop the repeats
+                log.warning("group outbox: could not delete %d sent rows: %s", len(seqs), exc)
+            self._owned.difference_update(seqs)
+            self.sent += len(seqs)
 
     async def _failed(self, exc: BaseException, backoff: float) -> None:
         error = classify(exc)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.group.claimcheck import resolve
+from core.group.committer import Committer, flush_on_revoke
 from core.group.envelope import Envelope, EnvelopeRejected, parse
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class Reader:
         self.subscribe = subscribe
         self.from_start = from_start
         self.consumer: Any = None
+        self.committer: Committer | None = None
         self._task: asyncio.Task[None] | None = None
         self.ingested = 0
         self.caught_up = asyncio.Event()  # set once everything already there was read
@@ -86,9 +88,11 @@ class Reader:
 
         consumer = AIOKafkaConsumer(**consumer_kwargs(self.node.settings, self.group_id, earliest=True))
         await consumer.start()
+        self.committer = Committer(consumer, self.name) if self.group_id is not None else None
         try:
             if self.subscribe:
-                consumer.subscribe(self.topics)
+                assert self.committer is not None
+                consumer.subscribe(self.topics, listener=flush_on_revoke(self.committer))
             else:
                 await self._assign(consumer)
         except BaseException:
@@ -120,6 +124,9 @@ class Reader:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout)
+        committer, self.committer = self.committer, None
+        if committer is not None:
+            await committer.close(timeout)
         consumer, self.consumer = self.consumer, None
         if consumer is not None:
             try:
@@ -176,18 +183,25 @@ class Reader:
         rejected: list[Rejected] = []
         for tp, records in batch.items():
             for record in records:
+                if self._addressed_elsewhere(record.headers):
+                    continue
                 outcome = await self._check(record.value, tp.topic)
                 if isinstance(outcome, EnvelopeRejected):
                     rejected.append(Rejected(outcome, tp.topic, tp.partition, record.offset))
                 elif outcome is not None:
                     accepted.append(Incoming(outcome, tp.topic, tp.partition, record.offset))
-        await self.handler(accepted, rejected)
+        if accepted or rejected:
+            await self.handler(accepted, rejected)
         self.ingested += len(accepted)
-        if self.group_id is not None:
-            from aiokafka import TopicPartition
+        if self.committer is not None:
+            self.committer.mark({tp: records[-1].offset + 1 for tp, records in batch.items()})
 
-            offsets = {TopicPartition(tp.topic, tp.partition): records[-1].offset + 1 for tp, records in batch.items()}
-            await self.consumer.commit(offsets)
+    def _addressed_elsewhere(self, headers: Any) -> bool:
+        """The `ce_recipient` header names another agent: skip without parsing (the body is checked if not)."""
+        for name, value in headers or ():
+            if name == "ce_recipient":
+                return bool(value) and value != self.node.agent_id.encode()
+        return False
 
     async def _check(self, value: bytes | None, topic: str) -> Envelope | EnvelopeRejected | None:
         """The envelope if this agent should act on it, None if it is simply not addressed to us."""

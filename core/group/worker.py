@@ -20,15 +20,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import classify
-from core.group.dispatch import parse_deadline
+from core.group.dispatch import parse_deadline, task_row
 from core.group.envelope import TASK_PROGRESS, TASK_REQUEST, TASK_RESULT, Envelope
-from core.group.node import GroupNode
+from core.group.node import Also, GroupNode, Outgoing
 from core.group.reader import Incoming
 from core.timeline.ids import TraceContext, now_iso
 from core.timeline.store import Event
 
 log = logging.getLogger(__name__)
 DELTA_FLUSH_SECONDS = 0.05  # streamed text is coalesced into progress envelopes at most this often
+ACCEPT_WINDOW = 0.05  # a task done sooner sends its accepted notice together with its result
 
 
 @dataclass
@@ -93,7 +94,7 @@ class Worker:
         taskid = str(envelope.data.get("taskid") or envelope.id)
         stored = await self._stored_result(taskid)
         if stored is not None:
-            await self._send_result(envelope, event.trace, taskid, stored, record_row=False)
+            await self._send_result(envelope, event.trace, taskid, stored)
 
     async def _stored_result(self, taskid: str) -> dict[str, Any] | None:
         def query(conn: sqlite3.Connection) -> str | None:
@@ -110,11 +111,16 @@ class Worker:
     async def _take(self, envelope: Envelope, received: Event, taskid: str) -> None:
         started = time.monotonic()
         data = envelope.data
-        await self.node.db.write(_task_row(envelope, taskid))
+        requester = str(_dict(data.get("requester")).get("agentid") or envelope.agentid)
+        row = task_row(
+            taskid, "in", data, correlationid=envelope.correlationid, requester=requester, request_id=envelope.id,
+            status="running",
+        )  # fmt: skip
         refusal = self._refusal(envelope, data)
         if refusal is not None:
             code, message = refusal
-            await self._send_result(envelope, received.trace, taskid, _failure(code, message, started))
+            opening = _Opening([], row)
+            await self._send_result(envelope, received.trace, taskid, _failure(code, message, started), opening)
             return
         deadline = parse_deadline(data.get("deadline"))
         assert deadline is not None  # checked by _refusal
@@ -128,10 +134,26 @@ class Worker:
             deadline,
             _dict(data.get("requester")),
         )
-        await self._progress(envelope, received.trace, taskid, {"state": "accepted", "elapsedms": 0})
-        result = await self._run(envelope, received.trace, call, started)
-        await self._publish_steps(call)
-        await self._send_result(envelope, received.trace, taskid, result)
+        accepted = await self._prepare_progress(envelope, received.trace, taskid, {"state": "accepted", "elapsedms": 0})
+        opening = _Opening([accepted], row)
+        timer = asyncio.create_task(self._open_later(opening), name=f"shoal-accept-{taskid}")
+        try:
+            result = await self._run(envelope, received.trace, call, started, opening)
+            await self._send_result(envelope, received.trace, taskid, result, opening)
+        finally:
+            timer.cancel()
+        if call.session_id:  # an agent turn ran: its LLM and tool steps go to the audit trail
+            await self._publish_steps(call)
+
+    async def _open_later(self, opening: _Opening) -> None:
+        """A task still running after ACCEPT_WINDOW tells its requester who took it."""
+        await asyncio.sleep(ACCEPT_WINDOW)
+        await self._commit(opening, [])
+
+    async def _commit(self, opening: _Opening, outgoing: list[Outgoing], also: Also | None = None) -> None:
+        """Commit what is held back (accepted notice, task row) ahead of `outgoing`, in one transaction."""
+        held, row = opening.take()
+        await self.node.commit(held + outgoing, _both(row, also))
 
     def _refusal(self, envelope: Envelope, data: dict[str, Any]) -> tuple[str, str] | None:
         deadline = parse_deadline(data.get("deadline"))
@@ -156,14 +178,16 @@ class Worker:
                 return self.runners.get(offered.handler)
         return self.runners.get("agent") if addressed and not skill else None
 
-    async def _run(self, envelope: Envelope, trace: TraceContext, call: SkillCall, started: float) -> dict[str, Any]:
+    async def _run(
+        self, envelope: Envelope, trace: TraceContext, call: SkillCall, started: float, opening: _Opening
+    ) -> dict[str, Any]:
         runner = self._runner_for(call.skill, bool(envelope.recipient))
         assert runner is not None
         remaining = (call.deadline - datetime.now(UTC)).total_seconds()
         chunks: list[str] = []
         try:
             async with asyncio.timeout(max(remaining, 0.0)):
-                await self._stream(envelope, trace, call, runner, chunks, started)
+                await self._stream(envelope, trace, call, runner, chunks, started, opening)
         except TimeoutError:
             return _failure(
                 "expired",
@@ -174,7 +198,9 @@ class Worker:
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(
-                    self._send_result(envelope, trace, call.taskid, _failure("cancelled", "the agent stopped", started))
+                    self._send_result(
+                        envelope, trace, call.taskid, _failure("cancelled", "the agent stopped", started), opening
+                    )
                 )
             raise
         except Exception as exc:
@@ -190,6 +216,7 @@ class Worker:
         runner: SkillRunner,
         chunks: list[str],
         started: float,
+        opening: _Opening,
     ) -> None:
         pending: list[str] = []
         last = time.monotonic()
@@ -202,17 +229,24 @@ class Worker:
                     trace,
                     call.taskid,
                     {"state": "working", "delta": "".join(pending), "elapsedms": _ms(started)},
+                    opening,
                 )
                 pending.clear()
                 last = time.monotonic()
         if pending and len(chunks) > len(pending):  # one-shot answers need no progress: the result carries them
-            await self._progress(
-                envelope, trace, call.taskid, {"state": "working", "delta": "".join(pending), "elapsedms": _ms(started)}
-            )
+            data = {"state": "working", "delta": "".join(pending), "elapsedms": _ms(started)}
+            await self._progress(envelope, trace, call.taskid, data, opening)
 
-    async def _progress(self, request: Envelope, trace: TraceContext, taskid: str, data: dict[str, Any]) -> None:
+    async def _progress(
+        self, request: Envelope, trace: TraceContext, taskid: str, data: dict[str, Any], opening: _Opening
+    ) -> None:
+        await self._commit(opening, [await self._prepare_progress(request, trace, taskid, data)])
+
+    async def _prepare_progress(
+        self, request: Envelope, trace: TraceContext, taskid: str, data: dict[str, Any]
+    ) -> Outgoing:
         payload = {"taskid": taskid, **data, "agent": {"agentid": self.node.agent_id, "name": self.node.name}}
-        await self.node.publish(
+        return await self.node.prepare(
             TASK_PROGRESS,
             payload,
             suffix="progress",
@@ -225,19 +259,23 @@ class Worker:
         )
 
     async def _send_result(
-        self, request: Envelope, trace: TraceContext, taskid: str, result: dict[str, Any], *, record_row: bool = True
+        self,
+        request: Envelope,
+        trace: TraceContext,
+        taskid: str,
+        result: dict[str, Any],
+        opening: _Opening | None = None,
     ) -> None:
+        """The result (with anything still held back); without `opening` a repeat of a stored result."""
         payload = {"taskid": taskid, **result, "agent": {"agentid": self.node.agent_id, "name": self.node.name}}
 
         def update(conn: sqlite3.Connection) -> None:
-            if record_row:
-                conn.execute(
-                    "UPDATE group_tasks SET status = ?, result = ?, updated_at = ? WHERE task_id = ? "
-                    "AND direction = 'in'",
-                    (result["status"], json.dumps(result, ensure_ascii=False), now_iso(), taskid),
-                )
+            conn.execute(
+                "UPDATE group_tasks SET status = ?, result = ?, updated_at = ? WHERE task_id = ? AND direction = 'in'",
+                (result["status"], json.dumps(result, ensure_ascii=False), now_iso(), taskid),
+            )
 
-        await self.node.publish(
+        out = await self.node.prepare(
             TASK_RESULT,
             payload,
             suffix="responses",
@@ -246,8 +284,11 @@ class Worker:
             parent=trace,
             causationid=request.id,
             recipient=request.agentid,
-            also=update,
         )
+        if opening is None:
+            await self.node.commit([out])
+        else:
+            await self._commit(opening, [out], update)
 
     async def _publish_steps(self, call: SkillCall) -> None:
         """The LLM and tool calls the task ran here, for the group's audit trail and tracing tools."""
@@ -255,28 +296,26 @@ class Worker:
         await self.node.publish_steps([e for e in events if e.correlation_id == call.correlationid])
 
 
-def _task_row(envelope: Envelope, taskid: str) -> Callable[[sqlite3.Connection], None]:
-    data = envelope.data
+class _Opening:
+    """What a task holds back at first (the accepted notice and its task row), so that a quick task's accepted
+    notice and result are written in one transaction and reach the requester in one fetch."""
+
+    def __init__(self, held: list[Outgoing], row: Also | None) -> None:
+        self._held, self._row = held, row
+
+    def take(self) -> tuple[list[Outgoing], Also | None]:
+        held, row = self._held, self._row
+        self._held, self._row = [], None
+        return held, row
+
+
+def _both(first: Also | None, second: Also | None) -> Also | None:
+    if first is None or second is None:
+        return first or second
 
     def write(conn: sqlite3.Connection) -> None:
-        requester = data.get("requester") if isinstance(data.get("requester"), dict) else {}
-        conn.execute(
-            "INSERT OR IGNORE INTO group_tasks (task_id, direction, request_id, correlation_id, skill, requester, "
-            "assignee, input, status, created_at, updated_at, deadline, depth, session_id, result) "
-            "VALUES (?, 'in', ?, ?, ?, ?, '', ?, 'running', ?, ?, ?, ?, '', '')",
-            (
-                taskid,
-                envelope.id,
-                envelope.correlationid,
-                str(data.get("skill") or ""),
-                str((requester or {}).get("agentid") or envelope.agentid),
-                str(data.get("input") or ""),
-                now_iso(),
-                now_iso(),
-                str(data.get("deadline") or ""),
-                _int(data.get("depth")),
-            ),
-        )
+        first(conn)
+        second(conn)
 
     return write
 

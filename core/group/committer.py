@@ -1,0 +1,89 @@
+"""Offset commits off the reader's hot path.
+
+A reader marks a batch's offsets once the batch is recorded, and goes straight on to the next fetch; this
+commits the latest marked offsets in the background (one request covers however many batches were marked
+meanwhile). The protocol's order still holds: nothing is committed before it is in the local timeline.
+A crash loses at most the last few marks, and redelivered envelopes are no-ops (the inbox keys them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+RETRY_DELAY = 0.5
+
+
+class Committer:
+    def __init__(self, consumer: Any, name: str) -> None:
+        self.consumer = consumer
+        self.name = name
+        self._marked: dict[Any, int] = {}  # TopicPartition -> next offset to read
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0
+
+    def mark(self, offsets: dict[Any, int]) -> None:
+        self._marked.update(offsets)
+        self._idle.clear()
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"shoal-commit-{self.name}")
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Wait until everything marked so far is committed (or `timeout` passes)."""
+        if self._marked and self._task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        await self.flush(timeout)
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            marked, self._marked = self._marked, {}
+            assigned = self.consumer.assignment()
+            offsets = {tp: offset for tp, offset in marked.items() if tp in assigned}
+            try:
+                if offsets:
+                    await self.consumer.commit(offsets)
+                    self.commits += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("group reader %s: commit failed, retrying: %s", self.name, exc)
+                for tp, offset in offsets.items():
+                    self._marked.setdefault(tp, offset)  # newer marks win
+                self._wake.set()
+                await asyncio.sleep(RETRY_DELAY)
+                continue
+            if not self._marked:
+                self._idle.set()
+
+
+def flush_on_revoke(committer: Committer) -> Any:
+    """For work queues: a rebalance listener that commits what was recorded before the partitions go to
+    another member, so that member does not read (and run) those tasks again. (aiokafka is imported here,
+    on first use, like everywhere in Shoal.)"""
+    from aiokafka.abc import ConsumerRebalanceListener
+
+    class FlushOnRevoke(ConsumerRebalanceListener):
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            await committer.flush()
+
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            return None
+
+    return FlushOnRevoke()
