@@ -133,7 +133,7 @@ class GroupSettings(_Section):
     skills: list[SkillSettings] = Field(default_factory=list, description="skill queues this agent takes tasks from")
     zone: str = Field("public", description="zone carried on every envelope this agent sends")
     heartbeat_interval: float = Field(5.0, gt=0, description="seconds between heartbeats; 3 missed drop a peer")
-    partitions: int = Field(6, ge=1, description="partitions of topics this agent creates")
+    partitions: int = Field(6, ge=1, description="partitions of the skill queues, traces and audit topics it creates")
     replication_factor: int = Field(1, ge=1, description="replicas of topics this agent creates (3 on real clusters)")
     retention_hours: float = Field(168.0, gt=0, description="retention of requests, responses, progress, traces")
     audit_retention_hours: float = Field(24 * 90, gt=0, description="retention of the audit topic")

@@ -24,7 +24,6 @@ from core.group.claimcheck import seal
 from core.group.envelope import AUDIT_RECORD, ROSTER_ANNOUNCE, ROSTER_LEAVE, TRACE_SPAN, Envelope, make
 from core.group.identity import Identity, load_or_create
 from core.group.inbox import record_incoming
-from core.group.inbox import rejected as rejected_
 from core.group.outbox import Outbox, OutboxSender, OutItem, OutRow, write_rows
 from core.group.reader import Incoming, Reader, Rejected
 from core.group.roster import Member, Roster
@@ -131,7 +130,7 @@ class GroupNode:
 
     async def roster_caught_up(self, timeout: float) -> None:
         """Wait until the roster reader has read every announcement already on the topic."""
-        roster = next((r for r in self.readers if r.name == "roster"), None)
+        roster = next((r for r in self.readers if r.name == "inbox"), None)
         if roster is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(roster.caught_up.wait(), timeout)
@@ -208,10 +207,9 @@ class GroupNode:
         self._producer = AIOKafkaProducer(**producer_kwargs(self.settings))
         await self._producer.start()
         inbox_group = None if self.ephemeral else f"shoal.{self.group_name}.agent.{self.agent_id}"
-        self.readers = [
-            Reader(self, "roster", [self.topic("announce")], self._on_roster, group_id=None, from_start=True),
-            Reader(self, "inbox", [self.topic(s) for s in INBOX_TOPICS], self._on_envelopes, group_id=inbox_group),
-        ]
+        announce = self.topic("announce")
+        topics = [announce] + [self.topic(s) for s in INBOX_TOPICS]
+        self.readers = [Reader(self, "inbox", topics, self._on_envelopes, group_id=inbox_group, replay=(announce,))]
         for skill in self.settings.skills:
             group_id = f"shoal.{self.group_name}.skill.{skill.name}"
             topic_name = skill_topic(self.group_name, skill.name)
@@ -435,16 +433,6 @@ class GroupNode:
             log.exception("group handler for %s failed", incoming.envelope.type)
 
     # --- the roster ----------------------------------------------------------------------------
-
-    async def _on_roster(self, accepted: list[Incoming], rejected: list[Rejected]) -> None:
-        for incoming in accepted:
-            try:
-                self.roster.apply(incoming.envelope)
-            except ValueError as exc:
-                summary = incoming.envelope.summary(incoming.topic)
-                rejected.append(Rejected(rejected_("bad-signature", str(exc), summary), incoming.topic, 0, 0))
-        if rejected:
-            await record_incoming(self, [], rejected)
 
     def card(self) -> dict[str, Any]:
         assert self.identity is not None

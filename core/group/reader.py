@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from core.group.claimcheck import resolve
 from core.group.committer import Committer, flush_on_revoke
 from core.group.envelope import Envelope, EnvelopeRejected, parse
+from core.group.identity import PublicKey
 
 if TYPE_CHECKING:
     from core.group.node import GroupNode
@@ -49,9 +50,10 @@ class Reader:
     """One consumer and the task that drains it.
 
     `subscribe=True` joins a consumer group (work queues: the group splits partitions between takers);
-    otherwise every partition is assigned to this reader (broadcast and addressed topics). `from_start`
-    reads from the beginning every time (the roster); otherwise a reader resumes at its committed offset,
-    or at the end the first time.
+    otherwise every partition is assigned to this reader (broadcast and addressed topics). `replay` topics
+    are read from the beginning every time (the roster) and never counted as ingested; the others resume
+    at the committed offset, or at the end the first time. One consumer for several topics keeps the
+    broker polls (each consumer fetches every fetch_max_wait_ms) and their CPU down.
     """
 
     def __init__(
@@ -63,7 +65,7 @@ class Reader:
         *,
         group_id: str | None,
         subscribe: bool = False,
-        from_start: bool = False,
+        replay: tuple[str, ...] = (),
     ) -> None:
         self.node = node
         self.name = name
@@ -71,12 +73,14 @@ class Reader:
         self.handler = handler
         self.group_id = group_id
         self.subscribe = subscribe
-        self.from_start = from_start
+        self.replay = set(replay)
         self.consumer: Any = None
         self.committer: Committer | None = None
         self._task: asyncio.Task[None] | None = None
         self.ingested = 0
         self.caught_up = asyncio.Event()  # set once everything already there was read
+        self._awaiting = False
+        self._side_rejected: list[Rejected] = []  # bad cards met while waiting for a card (`_await_card`)
         self._unknown: dict[str, float] = {}  # agent id -> until when not to wait for its card again
 
     async def start(self) -> None:
@@ -109,10 +113,12 @@ class Reader:
             TopicPartition(t, p) for t in self.topics for p in sorted(consumer.partitions_for_topic(t) or {0})
         ]
         consumer.assign(partitions)
-        if self.from_start:
-            await consumer.seek_to_beginning(*partitions)
-            return
+        replayed = [tp for tp in partitions if tp.topic in self.replay]
+        if replayed:
+            await consumer.seek_to_beginning(*replayed)
         for tp in partitions:
+            if tp.topic in self.replay:
+                continue
             committed = await consumer.committed(tp) if self.group_id else None
             if committed is None:
                 await consumer.seek_to_end(tp)
@@ -186,15 +192,59 @@ class Reader:
                 if self._addressed_elsewhere(record.headers):
                     continue
                 outcome = await self._check(record.value, tp.topic)
+                if outcome is not None and not isinstance(outcome, EnvelopeRejected) and tp.topic in self.replay:
+                    outcome = self._apply_card(outcome, tp.topic)
                 if isinstance(outcome, EnvelopeRejected):
                     rejected.append(Rejected(outcome, tp.topic, tp.partition, record.offset))
                 elif outcome is not None:
                     accepted.append(Incoming(outcome, tp.topic, tp.partition, record.offset))
+        rejected += self._side_rejected
+        self._side_rejected = []
         if accepted or rejected:
             await self.handler(accepted, rejected)
-        self.ingested += len(accepted)
+        self.ingested += sum(1 for i in accepted if i.topic not in self.replay)
         if self.committer is not None:
-            self.committer.mark({tp: records[-1].offset + 1 for tp, records in batch.items()})
+            offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if tp.topic not in self.replay}
+            if offsets:
+                self.committer.mark(offsets)
+
+    def _apply_card(self, envelope: Envelope, topic: str) -> Envelope | EnvelopeRejected | None:
+        """A roster card takes effect at once (a later record in this batch may need its key); cards are
+        not handed on. Anything else on a roster topic is, like on any topic."""
+        if not self.node.roster.is_roster_type(envelope.type):
+            return envelope
+        try:
+            self.node.roster.apply(envelope)
+        except ValueError as exc:
+            return EnvelopeRejected("bad-signature", str(exc), envelope.summary(topic))
+        return None
+
+    async def _await_card(self, agentid: str) -> PublicKey | None:
+        """Wait for the card of a sender not in the roster yet. This reader reads the roster topic itself, so
+        it pauses its other partitions and reads only that one meanwhile (records already in hand wait)."""
+        if not self.replay:
+            return await self.node.roster.wait_for_key(agentid, UNKNOWN_SENDER_GRACE)
+        if self._awaiting:  # a non-card record from another unknown sender on the roster topic: no nesting
+            return None
+        self._awaiting = True
+        consumer = self.consumer
+        others = [tp for tp in consumer.assignment() if tp.topic not in self.replay]
+        consumer.pause(*others)
+        deadline = time.monotonic() + UNKNOWN_SENDER_GRACE
+        try:
+            while (key := self.node.roster.key_for(agentid)) is None and time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=100, max_records=500)
+                for tp, records in batch.items():
+                    for record in records:
+                        outcome = await self._check(record.value, tp.topic)
+                        if outcome is not None and not isinstance(outcome, EnvelopeRejected):
+                            outcome = self._apply_card(outcome, tp.topic)
+                        if isinstance(outcome, EnvelopeRejected):
+                            self._side_rejected.append(Rejected(outcome, tp.topic, tp.partition, record.offset))
+        finally:
+            consumer.resume(*others)
+            self._awaiting = False
+        return key
 
     def _addressed_elsewhere(self, headers: Any) -> bool:
         """The `ce_recipient` header names another agent: skip without parsing (the body is checked if not)."""
@@ -218,7 +268,7 @@ class Reader:
             return envelope  # self-certifying: the roster verifies the card with the key inside it
         key = node.roster.key_for(envelope.agentid)
         if key is None and self._unknown.get(envelope.agentid, 0.0) < time.monotonic():
-            key = await node.roster.wait_for_key(envelope.agentid, UNKNOWN_SENDER_GRACE)
+            key = await self._await_card(envelope.agentid)
             if key is None:  # don't wait again for a while: a flood of forgeries must not stall the reader
                 self._unknown[envelope.agentid] = time.monotonic() + 30.0
         if key is None:

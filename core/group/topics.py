@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
-SINGLE_PARTITION = ("announce", "control")
+# Topics every agent reads in full (broadcast and addressed) get one partition: more would add no parallelism
+# (each reader takes them all) and multiply what every poll of every agent costs. Queues, traces and the
+# audit trail (many writers, read by tools or by one taker per task) get the group's partition count.
+SINGLE_PARTITION = ("announce", "control", "requests", "responses", "progress", "memory")
 SHARED_SUFFIXES = ("announce", "control", "requests", "responses", "progress", "traces", "memory", "audit")
 # Broker answers meaning "I do not accept these topic configs", as opposed to "you may not" or "no such thing".
 _CONFIG_REJECTED = frozenset(

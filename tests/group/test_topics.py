@@ -46,8 +46,11 @@ def test_group_topics_follow_the_protocol_table() -> None:
     assert specs["group.team.announce"] == tp.TopicSpec("group.team.announce", 1, 7_200_000, compact=True)
     assert specs["group.team.control"].partitions == 1 and not specs["group.team.control"].compact
     assert specs["group.team.audit"].retention_ms == 48 * 3_600_000
-    assert specs["group.team.requests"].partitions == 3 and specs["group.team.requests"].retention_ms == 7_200_000
+    assert specs["group.team.requests"].partitions == 1 and specs["group.team.requests"].retention_ms == 7_200_000
+    for read_in_full in ("responses", "progress", "memory"):
+        assert specs[f"group.team.{read_in_full}"].partitions == 1
     assert specs["group.team.skill.summarize.requests"].partitions == 3
+    assert specs["group.team.audit"].partitions == specs["group.team.traces"].partitions == 3
     assert tp.skill_topic("team", "x") == "group.team.skill.x.requests" == tp.skill_spec(settings, "x").name
     assert tp.topic("team", "memory") == "group.team.memory"
     assert specs["group.team.announce"].configs() == {"retention.ms": "7200000", "cleanup.policy": "compact"}
@@ -66,7 +69,8 @@ async def test_creates_all_group_topics_with_their_partitions(kafka_broker: Tans
         counts = await manager.partitions([s.name for s in specs])
         assert counts == {s.name: s.partitions for s in specs}
         assert counts[tp.topic(settings.name, "announce")] == 1
-        assert counts[tp.topic(settings.name, "requests")] == 3
+        assert counts[tp.topic(settings.name, "requests")] == 1
+        assert counts[tp.topic(settings.name, "audit")] == counts[tp.skill_topic(settings.name, "echo")] == 3
 
         assert await manager.ensure(specs) == []  # idempotent
     assert await tp.ensure_topics(settings, specs) == []  # and with a one-off client
