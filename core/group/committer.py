@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -18,9 +19,24 @@ RETRY_DELAY = 0.5
 
 
 class Committer:
-    def __init__(self, consumer: Any, name: str) -> None:
+    """`suspect()` (the node went offline, or a commit failed) makes the next commit first `verify` the
+    partitions with the broker: one that lost its state (a restart with memory storage, a topic deleted and
+    made again) holds other records at the old offsets. Lost partitions go to `on_lost` (the reader reads
+    them from the beginning) instead of being committed. Committed offsets can't tell: a commit retried
+    through the outage lands on the new broker."""
+
+    def __init__(
+        self,
+        consumer: Any,
+        name: str,
+        verify: Callable[[list[Any]], Awaitable[list[Any]]],
+        on_lost: Callable[[list[Any]], Awaitable[None]],
+    ) -> None:
         self.consumer = consumer
         self.name = name
+        self.verify = verify
+        self.on_lost = on_lost
+        self.suspected = False
         self._marked: dict[Any, int] = {}  # TopicPartition -> next offset to read
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -57,12 +73,15 @@ class Committer:
             assigned = self.consumer.assignment()
             offsets = {tp: offset for tp, offset in marked.items() if tp in assigned}
             try:
+                if self.suspected and offsets:
+                    offsets = await self._check_lost(offsets)
                 if offsets:
                     await self.consumer.commit(offsets)
                     self.commits += 1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.suspected = True
                 log.debug("group reader %s: commit failed, retrying: %s", self.name, exc)
                 for tp, offset in offsets.items():
                     self._marked.setdefault(tp, offset)  # newer marks win
@@ -71,6 +90,18 @@ class Committer:
                 continue
             if not self._marked:
                 self._idle.set()
+
+    def suspect(self) -> None:
+        self.suspected = True
+
+    async def _check_lost(self, offsets: dict[Any, int]) -> dict[Any, int]:
+        """The offsets still to commit, after handing partitions the broker no longer holds to `on_lost`."""
+        lost = await self.verify(list(offsets))
+        self.suspected = False
+        if lost:
+            log.warning("group reader %s: the broker lost %d partition(s); reading them again", self.name, len(lost))
+            await self.on_lost(lost)
+        return {tp: offset for tp, offset in offsets.items() if tp not in lost}
 
 
 def flush_on_revoke(committer: Committer) -> Any:

@@ -248,6 +248,9 @@ class GroupNode:
     def _set_state(self, state: str, error: ShoalError | None) -> None:
         if state == self.state and error is None:
             return
+        if state == "offline":
+            for reader in self.readers:  # the broker may come back without its topics: check before committing
+                reader.suspect_outage()
         self.state, self.last_error = state, error
         for listener in list(self._state_listeners):
             try:

@@ -10,37 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from core.group.claimcheck import resolve
 from core.group.committer import Committer, flush_on_revoke
-from core.group.envelope import Envelope, EnvelopeRejected, parse
-from core.group.identity import PublicKey
+from core.group.intake import Incoming, Intake, Rejected
+from core.group.probe import digest
 
 if TYPE_CHECKING:
     from core.group.node import GroupNode
 
+__all__ = ["Handler", "Incoming", "Reader", "Rejected"]
 log = logging.getLogger(__name__)
-UNKNOWN_SENDER_GRACE = 5.0
-
-
-@dataclass
-class Incoming:
-    envelope: Envelope
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass
-class Rejected:
-    error: EnvelopeRejected
-    topic: str
-    partition: int
-    offset: int
 
 
 Handler = Callable[[list[Incoming], list[Rejected]], Awaitable[None]]
@@ -74,14 +55,14 @@ class Reader:
         self.group_id = group_id
         self.subscribe = subscribe
         self.replay = set(replay)
+        self.intake = Intake(node, self.replay)
+        self._last_seen: dict[Any, tuple[int, str]] = {}  # partition -> (offset, digest) of the last record read
+        self._before_outage: dict[Any, tuple[int, str]] | None = None
         self.consumer: Any = None
         self.committer: Committer | None = None
         self._task: asyncio.Task[None] | None = None
         self.ingested = 0
         self.caught_up = asyncio.Event()  # set once everything already there was read
-        self._awaiting = False
-        self._side_rejected: list[Rejected] = []  # bad cards met while waiting for a card (`_await_card`)
-        self._unknown: dict[str, float] = {}  # agent id -> until when not to wait for its card again
 
     async def start(self) -> None:
         if self.consumer is not None:
@@ -92,7 +73,7 @@ class Reader:
 
         consumer = AIOKafkaConsumer(**consumer_kwargs(self.node.settings, self.group_id, earliest=True))
         await consumer.start()
-        self.committer = Committer(consumer, self.name) if self.group_id is not None else None
+        self.committer = Committer(consumer, self.name, self._verify, self._lost) if self.group_id is not None else None
         try:
             if self.subscribe:
                 assert self.committer is not None
@@ -102,7 +83,7 @@ class Reader:
         except BaseException:
             await consumer.stop()
             raise
-        self.consumer = consumer
+        self.consumer = self.intake.consumer = consumer
         self._task = asyncio.create_task(self._run(), name=f"shoal-reader-{self.name}")
 
     async def _assign(self, consumer: Any) -> None:
@@ -147,31 +128,45 @@ class Reader:
                 log.debug("group reader %s: closing the consumer failed: %s", self.name, exc)
 
     async def _run(self) -> None:
+        """Fetch, check, deliver; while one batch is being recorded the next is fetched and checked (its
+        signatures verified), so the database and the verify threads work side by side. Batches reach the
+        handler one at a time, in order."""
+        delivering: tuple[asyncio.Task[bool], dict[Any, list[Any]]] | None = None
         backoff = 0.2
-        while True:
-            try:
-                batch = await self.consumer.getmany(timeout_ms=1000, max_records=500)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("group reader %s: fetch failed: %s", self.name, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.2
-            if not batch:
-                self.caught_up.set()
-                continue
-            try:
-                await self._process(batch)
-                if not self.caught_up.is_set() and await self._at_end():
-                    self.caught_up.set()  # a busy topic (heartbeats) may never give an empty fetch
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Not committed: the batch comes again after a restart, and the inbox makes that harmless.
-                log.exception("group reader %s: a batch failed", self.name)
-                await asyncio.sleep(backoff)
+        try:
+            while True:
+                try:
+                    batch = await self.consumer.getmany(timeout_ms=1000 if delivering is None else 0, max_records=500)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("group reader %s: fetch failed: %s", self.name, exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = 0.2
+                if not batch and delivering is None:
+                    self.caught_up.set()
+                    continue
+                for tp, records in batch.items():
+                    if records:
+                        self._last_seen[tp] = (records[-1].offset, digest(records[-1].value))
+                checked = await self.intake.check(batch) if batch else None
+                if delivering is not None:
+                    task, previous = delivering
+                    delivering = None
+                    if not await task:
+                        self._rewind(previous, batch)
+                        await asyncio.sleep(backoff)
+                        continue
+                    if not self.caught_up.is_set() and await self._at_end():
+                        self.caught_up.set()  # a busy topic (heartbeats) may never give an empty fetch
+                if checked is not None:
+                    task = asyncio.create_task(self._deliver(batch, *checked), name=f"shoal-deliver-{self.name}")
+                    delivering = (task, batch)
+        finally:
+            if delivering is not None:
+                delivering[0].cancel()
 
     async def _at_end(self) -> bool:
         """Every assigned partition read up to its high watermark (as of the latest fetch)."""
@@ -184,100 +179,59 @@ class Reader:
                 return False
         return True
 
-    async def _process(self, batch: dict[Any, list[Any]]) -> None:
-        accepted: list[Incoming] = []
-        rejected: list[Rejected] = []
-        for tp, records in batch.items():
-            for record in records:
-                if self._addressed_elsewhere(record.headers):
-                    continue
-                outcome = await self._check(record.value, tp.topic)
-                if outcome is not None and not isinstance(outcome, EnvelopeRejected) and tp.topic in self.replay:
-                    outcome = self._apply_card(outcome, tp.topic)
-                if isinstance(outcome, EnvelopeRejected):
-                    rejected.append(Rejected(outcome, tp.topic, tp.partition, record.offset))
-                elif outcome is not None:
-                    accepted.append(Incoming(outcome, tp.topic, tp.partition, record.offset))
-        rejected += self._side_rejected
-        self._side_rejected = []
-        if accepted or rejected:
-            await self.handler(accepted, rejected)
+    async def _deliver(self, batch: dict[Any, list[Any]], accepted: list[Incoming], rejected: list[Rejected]) -> bool:
+        """Hand a checked batch to the handler (which records it), then mark its offsets for commit.
+        False if the handler failed: nothing is marked and the reader reads the batch again."""
+        try:
+            if accepted or rejected:
+                await self.handler(accepted, rejected)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("group reader %s: a batch failed; reading it again", self.name)
+            return False
         self.ingested += sum(1 for i in accepted if i.topic not in self.replay)
         if self.committer is not None:
             offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if tp.topic not in self.replay}
             if offsets:
                 self.committer.mark(offsets)
+        return True
 
-    def _apply_card(self, envelope: Envelope, topic: str) -> Envelope | EnvelopeRejected | None:
-        """A roster card takes effect at once (a later record in this batch may need its key); cards are
-        not handed on. Anything else on a roster topic is, like on any topic."""
-        if not self.node.roster.is_roster_type(envelope.type):
-            return envelope
-        try:
-            self.node.roster.apply(envelope)
-        except ValueError as exc:
-            return EnvelopeRejected("bad-signature", str(exc), envelope.summary(topic))
-        return None
+    async def _verify(self, partitions: list[Any]) -> list[Any]:
+        """The partitions whose last record read here is no longer on the broker at its offset."""
+        from core.group.probe import records_at
 
-    async def _await_card(self, agentid: str) -> PublicKey | None:
-        """Wait for the card of a sender not in the roster yet. This reader reads the roster topic itself, so
-        it pauses its other partitions and reads only that one meanwhile (records already in hand wait)."""
-        if not self.replay:
-            return await self.node.roster.wait_for_key(agentid, UNKNOWN_SENDER_GRACE)
-        if self._awaiting:  # a non-card record from another unknown sender on the roster topic: no nesting
-            return None
-        self._awaiting = True
-        consumer = self.consumer
-        others = [tp for tp in consumer.assignment() if tp.topic not in self.replay]
-        consumer.pause(*others)
-        deadline = time.monotonic() + UNKNOWN_SENDER_GRACE
-        try:
-            while (key := self.node.roster.key_for(agentid)) is None and time.monotonic() < deadline:
-                batch = await consumer.getmany(timeout_ms=100, max_records=500)
-                for tp, records in batch.items():
-                    for record in records:
-                        outcome = await self._check(record.value, tp.topic)
-                        if outcome is not None and not isinstance(outcome, EnvelopeRejected):
-                            outcome = self._apply_card(outcome, tp.topic)
-                        if isinstance(outcome, EnvelopeRejected):
-                            self._side_rejected.append(Rejected(outcome, tp.topic, tp.partition, record.offset))
-        finally:
-            consumer.resume(*others)
-            self._awaiting = False
-        return key
+        before = self._before_outage if self._before_outage is not None else self._last_seen
+        known = {tp: before[tp] for tp in partitions if tp in before}
+        found = await records_at(self.node.settings, {tp: offset for tp, (offset, _) in known.items()})
+        self._before_outage = None
+        return [tp for tp, (_offset, digest) in known.items() if found.get(tp) != digest]
 
-    def _addressed_elsewhere(self, headers: Any) -> bool:
-        """The `ce_recipient` header names another agent: skip without parsing (the body is checked if not)."""
-        for name, value in headers or ():
-            if name == "ce_recipient":
-                return bool(value) and value != self.node.agent_id.encode()
-        return False
+    def suspect_outage(self) -> None:
+        """The node lost the broker: remember what was read last before it, and check it before committing."""
+        if self.committer is None:
+            return
+        if self._before_outage is None:
+            self._before_outage = dict(self._last_seen)
+        self.committer.suspect()
 
-    async def _check(self, value: bytes | None, topic: str) -> Envelope | EnvelopeRejected | None:
-        """The envelope if this agent should act on it, None if it is simply not addressed to us."""
-        try:
-            envelope = parse(value)
-        except EnvelopeRejected as exc:
-            return exc
-        node = self.node
-        if envelope.group != node.group_name:
-            return EnvelopeRejected("wrong-group", f"envelope for group {envelope.group!r}", envelope.summary(topic))
-        if envelope.recipient and envelope.recipient != node.agent_id:
-            return None
-        if node.roster.is_roster_type(envelope.type):
-            return envelope  # self-certifying: the roster verifies the card with the key inside it
-        key = node.roster.key_for(envelope.agentid)
-        if key is None and self._unknown.get(envelope.agentid, 0.0) < time.monotonic():
-            key = await self._await_card(envelope.agentid)
-            if key is None:  # don't wait again for a while: a flood of forgeries must not stall the reader
-                self._unknown[envelope.agentid] = time.monotonic() + 30.0
-        if key is None:
-            return EnvelopeRejected("unknown-sender", f"no roster card for {envelope.agentid}", envelope.summary(topic))
-        if not envelope.verify(key):
-            return EnvelopeRejected("bad-signature", "signature does not verify", envelope.summary(topic))
-        try:
-            return await resolve(envelope, node.store)
-        except EnvelopeRejected as exc:
-            return exc
-        except Exception as exc:  # the artifact store failed: the payload cannot be had
-            return EnvelopeRejected("unresolvable", str(exc), envelope.summary(topic))
+    async def _lost(self, partitions: list[Any]) -> None:
+        """The broker forgot these partitions (their committed offsets are gone): read them from the start.
+        Whatever was read before comes again and the inbox drops it; what was written since is not skipped."""
+        assigned = self.consumer.assignment()
+        partitions = [tp for tp in partitions if tp in assigned]
+        if partitions:
+            await self.consumer.seek_to_beginning(*partitions)
+            for tp in partitions:
+                self._last_seen.pop(tp, None)
+
+    def _rewind(self, *batches: dict[Any, list[Any]]) -> None:
+        """Seek every partition in `batches` back to its first record there (the handler failed)."""
+        first: dict[Any, int] = {}
+        for batch in batches:
+            for tp, records in batch.items():
+                if records:
+                    first[tp] = min(first.get(tp, records[0].offset), records[0].offset)
+        for tp, offset in first.items():
+            if tp in self.consumer.assignment():
+                self.consumer.seek(tp, offset)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from core.group import reader as reader_module
+from core.group import intake as intake_module
 from core.group.envelope import (
     MEMORY_ITEM,
     ROSTER_ANNOUNCE,
@@ -47,7 +47,7 @@ def resign(envelope: dict[str, Any], peer: RawPeer) -> dict[str, Any]:
 async def test_forged_and_tampered_envelopes_are_dropped(
     kafka_broker: TansuBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reader_module, "UNKNOWN_SENDER_GRACE", 0.5)  # how long a card may be awaited
+    monkeypatch.setattr(intake_module, "UNKNOWN_SENDER_GRACE", 0.5)  # how long a card may be awaited
     group = unique_group()
     over = group_overrides(kafka_broker, group, "worker", tmp_path / "w", skills=ECHO)
     async with (
@@ -260,7 +260,7 @@ async def caught_up(readers: list[Any], since_ms: float) -> bool:
 async def test_garbage_on_every_topic_crashes_no_reader(
     kafka_broker: TansuBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(reader_module, "UNKNOWN_SENDER_GRACE", 0.05)  # made-up senders: don't wait for cards
+    monkeypatch.setattr(intake_module, "UNKNOWN_SENDER_GRACE", 0.05)  # made-up senders: don't wait for cards
     group = unique_group()
     w_over = group_overrides(kafka_broker, group, "worker", tmp_path / "w", skills=ECHO)
     d_over = group_overrides(kafka_broker, group, "boss", tmp_path / "d")
