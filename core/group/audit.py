@@ -25,7 +25,9 @@ STEP_KINDS = (
 )
 
 
-def envelope_record(action: str, event: Event, envelope: Envelope | None, *, topic: str = "") -> dict[str, Any]:
+def envelope_record(
+    action: str, event: Event, envelope: Envelope | None, *, topic: str = "", summary: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """`sent` / `received` / `dropped`: what crossed the wire, at which span."""
     record: dict[str, Any] = {
         "action": action,
@@ -34,7 +36,9 @@ def envelope_record(action: str, event: Event, envelope: Envelope | None, *, top
         "traceparent": TraceContext(event.trace_id, event.span_id).traceparent,
         "parentspanid": event.parent_span_id,
     }
-    if envelope is not None:
+    if summary is not None:
+        record["envelope"] = summary  # already made for the timeline event
+    elif envelope is not None:
         record["envelope"] = envelope.summary(topic)
     if action == "dropped":
         record["reason"] = event.payload.get("reason", "")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.group.identity import Identity, PublicKey
@@ -47,6 +47,9 @@ class EnvelopeRejected(Exception):
         self.attrs = attrs or {}
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # only these can make a lone surrogate
+
+
 def canonical(obj: dict[str, Any]) -> bytes:
     """The bytes a signature covers: sorted keys, no whitespace, UTF-8 unescaped (protocol §3)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -59,6 +62,12 @@ def dataschema_for(event_type: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Envelope:
     attrs: dict[str, Any]
+    # The canonical bytes of `attrs` when already known (made here, or computed by `parse`): verifying and
+    # sending reuse them instead of serialising again.
+    wire: bytes | None = field(default=None, compare=False, repr=False)
+    # The record value it was parsed from: usually the canonical form already (Shoal and the documented
+    # peers send that), so the signed bytes are first cut from it, without serialising anything.
+    raw: bytes | None = field(default=None, compare=False, repr=False)
 
     # --- the attributes ----------------------------------------------------------------------
 
@@ -115,7 +124,7 @@ class Envelope:
     # --- wire form ---------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        return canonical(self.attrs)
+        return self.wire if self.wire is not None else canonical(self.attrs)
 
     def headers(self) -> list[tuple[str, bytes]]:
         """CloudEvents Kafka binding headers, so tools can filter without parsing the value."""
@@ -131,8 +140,41 @@ class Envelope:
         signature = self.attrs.get("signature")
         if not isinstance(signature, str):
             return False
-        body = {k: v for k, v in self.attrs.items() if k != "signature"}
-        return key.verify(signature, canonical(body))
+        if self.raw is not None and self.wire is None:
+            cut = _without_signature(self.raw, signature)
+            if cut is not None and key.verify(signature, cut):
+                return True  # the signer signed exactly these bytes; json.loads of them gave `attrs`
+        return key.verify(signature, self.signed_bytes())
+
+    def signing_input(self) -> tuple[bytes, bytes]:
+        """(signature bytes, the bytes it should cover) for a check elsewhere; the fast-path bytes when the
+        record value is at hand (see `verify`). An unreadable signature yields bytes that never verify."""
+        from core.group.identity import SIGNATURE_PREFIX, _b64url_decode
+
+        signature = self.attrs.get("signature")
+        if not isinstance(signature, str) or not signature.startswith(SIGNATURE_PREFIX):
+            return b"", b""
+        try:
+            raw_signature = _b64url_decode(signature[len(SIGNATURE_PREFIX) :])
+        except ValueError:
+            return b"", b""
+        if self.raw is not None and self.wire is None:
+            cut = _without_signature(self.raw, signature)
+            if cut is not None:
+                return raw_signature, cut
+        return raw_signature, self.signed_bytes()
+
+    def signed_bytes(self) -> bytes:
+        """The canonical form without `signature`: what the signature covers. Cut out of the canonical
+        form when it is known: in sorted compact JSON the top-level "signature" member is the last one of
+        that name (nested objects all sit in `data`/`dataref` members, which sort before it, and a JSON
+        string cannot contain an unescaped quote), and it is never the first member."""
+        signature = self.attrs.get("signature")
+        if self.wire is not None and isinstance(signature, str):
+            cut = _without_signature(self.wire, signature)
+            if cut is not None:
+                return cut
+        return canonical({k: v for k, v in self.attrs.items() if k != "signature"})
 
     def summary(self, topic: str = "") -> dict[str, Any]:
         """What the audit trail keeps of an envelope (never its payload)."""
@@ -146,7 +188,13 @@ class Envelope:
     def with_data(self, data: dict[str, Any]) -> Envelope:
         """A by-reference envelope with its fetched payload in place (the signature stays valid: it covers
         the reference and digest, and the payload was checked against the digest)."""
-        return Envelope({**self.attrs, "data": data})
+        return Envelope({**self.attrs, "data": data})  # no `wire`: the payload is not part of the signed form
+
+
+def _without_signature(wire: bytes, signature: str) -> bytes | None:
+    member = b',"signature":' + json.dumps(signature, ensure_ascii=False).encode("utf-8")
+    start = wire.rfind(member)
+    return wire[:start] + wire[start + len(member) :] if start > 0 else None
 
 
 def make(
@@ -188,8 +236,17 @@ def make(
         attrs["datasize"] = int(dataref["size"])
     else:
         attrs["data"] = data or {}
-    attrs["signature"] = identity.sign(canonical(attrs))
-    return Envelope(attrs)
+    unsigned = canonical(attrs)
+    attrs["signature"] = identity.sign(unsigned)
+    return Envelope(attrs, _with_signature(unsigned, attrs["signature"]))
+
+
+def _with_signature(unsigned: bytes, signature: str) -> bytes:
+    """The canonical form with the signature member put in its sorted place: just before "source", the next
+    key (no other key sorts between them, and nested objects all sit in members that sort before)."""
+    at = unsigned.rfind(b',"source":"')
+    assert at > 0, "make() always sets source"
+    return unsigned[:at] + b',"signature":' + json.dumps(signature).encode("ascii") + unsigned[at:]
 
 
 def parse(value: bytes | None) -> Envelope:
@@ -199,7 +256,7 @@ def parse(value: bytes | None) -> Envelope:
     if len(value) > MAX_RECORD_BYTES:
         raise EnvelopeRejected("too-large", f"{len(value)} bytes")
     try:
-        attrs = json.loads(value.decode("utf-8"), parse_constant=_no_constants)
+        attrs = _DECODER.decode(value.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise EnvelopeRejected("malformed", f"not UTF-8 JSON: {exc}") from None
     if not isinstance(attrs, dict):
@@ -224,15 +281,19 @@ def parse(value: bytes | None) -> Envelope:
     _check_payload(attrs)
     if not _TRACEPARENT.fullmatch(attrs["traceparent"]) or attrs["traceparent"].startswith("ff"):
         raise EnvelopeRejected("malformed", "traceparent is not W3C Trace Context", _safe(attrs))
-    try:
-        canonical(attrs)  # lone surrogates (\ud800) parse as JSON but have no UTF-8 form to verify
-    except UnicodeEncodeError:
-        raise EnvelopeRejected("malformed", "a string holds an unpaired surrogate", _safe(attrs)) from None
-    return Envelope(attrs)
+    if _SURROGATE_ESCAPE.search(value):
+        try:
+            canonical(attrs)  # lone surrogates (\ud800) parse as JSON but have no UTF-8 form to verify
+        except UnicodeEncodeError:
+            raise EnvelopeRejected("malformed", "a string holds an unpaired surrogate", _safe(attrs)) from None
+    return Envelope(attrs, raw=value)
 
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)  # one decoder: json.loads with options builds one a call
 
 
 def _check_payload(attrs: dict[str, Any]) -> None:

@@ -38,7 +38,7 @@ async def record_incoming(
         events = [received[n][1] for n in fresh] + dropped
         Timeline.insert_events(conn, events)
         records = [
-            audit.envelope_record("received", received[n][1], received[n][0].envelope, topic=received[n][0].topic)
+            audit.envelope_record("received", received[n][1], None, summary=received[n][1].payload["envelope"])
             for n in fresh
         ]
         records += [audit.envelope_record("dropped", e, None) for e in dropped]
@@ -55,8 +55,7 @@ async def record_incoming(
 
 def received_event(incoming: Incoming, session_for_task: dict[str, str]) -> Event:
     envelope = incoming.envelope
-    remote = envelope.trace
-    trace = TraceContext(remote.trace_id, TraceContext.new_root().span_id, remote.span_id)
+    trace = envelope.trace.child()  # a span of ours, under the sender's
     session_id = session_for_task.get(str(envelope.data.get("taskid", "")), "")
     payload = {"envelope": envelope.summary(incoming.topic), "data": envelope.data}
     return Event.new(

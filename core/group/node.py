@@ -63,7 +63,13 @@ class GroupNode:
         self.identity_scope = identity_scope  # keeps two agents on one machine (two data folders) apart
         self.roster = Roster()
         self.outbox = Outbox(db)
-        self.sender = OutboxSender(self.outbox, self._produce, self._recover, self._sender_state)
+        self.sender = OutboxSender(
+            self.outbox,
+            self._produce,
+            self._recover,
+            self._sender_state,
+            ack_timeout=max(5.0, settings.client.request_timeout_ms / 1000),
+        )
         self.store: ArtifactStore | None = None
         self.topics: TopicManager | None = None
         self.readers: list[Reader] = []

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 BATCH = 500
 MAX_BACKOFF = 5.0
 DELETE_DELAY = 0.02  # acknowledged rows are deleted in batches this far apart (off the hot path)
+ACK_CHECK = 1.0  # how often, while records are in flight, the sender looks for overdue acknowledgements
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,10 @@ class OutboxSender:
         produce: Produce,
         recover: Callable[[], Awaitable[None]],
         on_state: Callable[[bool, ShoalError | None], None] = lambda ok, err: None,
+        ack_timeout: float = 30.0,
     ) -> None:
         self.outbox = outbox
+        self.ack_timeout = ack_timeout  # an acknowledgement later than this counts as a failure
         self._produce = produce
         self._recover = recover
         self._on_state = on_state
@@ -130,6 +134,7 @@ class OutboxSender:
         self._queue: deque[OutRow] = deque()
         self._owned: set[int] = set()  # seqs queued, in flight or acknowledged and not yet deleted
         self._acked: list[int] = []
+        self._sent_at: dict[int, float] = {}  # in-flight seq -> when it went to the producer
         self._failure: tuple[OutRow, BaseException] | None = None
         self._reload = True  # read the table: rows left by a previous run or by a failure
         self._task: asyncio.Task[None] | None = None
@@ -184,8 +189,10 @@ class OutboxSender:
     async def _run(self) -> None:
         backoff = 0.1
         while True:
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), ACK_CHECK if self._sent_at else None)
             self._wake.clear()
+            self._expire_acks()
             try:
                 if self._failure is not None:
                     row, error = self._failure
@@ -197,17 +204,43 @@ class OutboxSender:
                     await self._load()
                 while self._queue:
                     await self._send(self._queue.popleft())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._owned.difference_update(r.seq for r in self._queue)  # in-flight rows stay owned
-                self._queue.clear()
-                await self._failed(exc, backoff)
+            except asyncio.CancelledError as cancelled:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # stop() cancelled this task
+                # The client cancelled one of its own waits (a broker going away can do that): a failure
+                # like any other, never the end of this loop (the outbox would stop sending for good).
+                await self._after_failure(
+                    NetworkError(f"A send was cancelled ({cancelled}).", "It is retried."), backoff
+                )
                 backoff = min(backoff * 2, MAX_BACKOFF)
-                self._reload = True
-                self._wake.set()
+                continue
+            except Exception as exc:
+                await self._after_failure(exc, backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             backoff = 0.1
+
+    def _expire_acks(self) -> None:
+        """A producer can keep a record's acknowledgement pending for a long time after a broker restart:
+        past `ack_timeout` the row counts as failed and is sent again (a late acknowledgement still deletes
+        it; a repeat on the wire is dropped by readers)."""
+        now = time.monotonic()
+        late = [seq for seq, at in self._sent_at.items() if now - at > self.ack_timeout]
+        for seq in late:
+            del self._sent_at[seq]
+            self._owned.discard(seq)
+        if late and self._failure is None:
+            error = NetworkError(f"{len(late)} record(s) unacknowledged after {self.ack_timeout:g} s.", "Retrying.")
+            self._failure = (OutRow(min(late), "", "", None, b"", []), error)
+
+    async def _after_failure(self, exc: BaseException, backoff: float) -> None:
+        """Drop the queue (in-flight rows stay owned), back off, let the node recover, read the table again."""
+        self._owned.difference_update(r.seq for r in self._queue)
+        self._queue.clear()
+        await self._failed(exc, backoff)
+        self._reload = True
+        self._wake.set()
 
     async def _load(self) -> None:
         after = 0
@@ -219,13 +252,16 @@ class OutboxSender:
     async def _send(self, row: OutRow) -> None:
         try:
             ack = await self._produce(row.topic, row.key, row.value, row.headers)
-        except Exception as exc:
+        except BaseException as exc:
             self._owned.discard(row.seq)
-            await self.outbox.note_failure(row.seq, str(exc))
+            if isinstance(exc, Exception):
+                await self.outbox.note_failure(row.seq, str(exc))
             raise
+        self._sent_at[row.seq] = time.monotonic()
         ack.add_done_callback(lambda future: self._acknowledged(row, future))
 
     def _acknowledged(self, row: OutRow, future: asyncio.Future[Any]) -> None:
+        self._sent_at.pop(row.seq, None)
         error = None if future.cancelled() else future.exception()
         if future.cancelled() or error is not None:
             self._owned.discard(row.seq)

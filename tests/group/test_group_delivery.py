@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from core import events as ev
 from core.group.envelope import TASK_REQUEST, TASK_RESULT
 from core.group.topics import topic
@@ -127,7 +129,8 @@ async def test_outbox_delivers_everything_after_a_broker_outage(fresh_broker: Ta
                 if await outbox.depth() == 0:
                     break
                 await asyncio.sleep(0.1)
-            assert await outbox.depth() == 0
+            else:  # heartbeats keep adding rows: drained once is what counts
+                pytest.fail(f"{core.group.node.name}'s outbox never drained: {await outbox.depth()} rows left")
 
         # Every result is on the wire, and the dispatcher hears each: its reader notices that the broker lost
         # the topics (the committed offsets are gone) and reads them again from the start.

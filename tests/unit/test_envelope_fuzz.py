@@ -88,3 +88,26 @@ def test_any_json_data_survives_the_wire_with_a_valid_signature(data: dict[str, 
     assert received.data == data
     assert received.verify(SENDER_KEY)
     assert not received.verify(STRANGER_KEY)
+
+
+# --- the signed form cut out of the wire form is the canonical form without the signature --------------------
+
+
+_finite_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=25,
+)
+
+
+@_FUZZ
+@given(st.dictionaries(st.sampled_from(["signature", "text", "a", "z", "sig"]), _finite_json, max_size=5))
+def test_signed_bytes_cut_from_the_wire_equal_the_canonical_form(data: dict[str, Any]) -> None:
+    from core.group.envelope import canonical
+
+    envelope = _envelope(data=data)  # nested "signature" keys may appear anywhere in the payload
+    body = canonical({k: v for k, v in envelope.attrs.items() if k != "signature"})
+    assert envelope.wire is not None and envelope.signed_bytes() == body
+    parsed = parse(envelope.to_bytes())
+    assert parsed.signed_bytes() == body and parsed.verify(SENDER_KEY)
+    assert Envelope(envelope.attrs).signed_bytes() == body  # no wire form: computed

@@ -182,3 +182,19 @@ async def test_stop_waits_for_the_queue_then_leaves_the_rest_for_next_time(db: D
     await eventually(lambda: sender.sent == 2, timeout=5)
     assert numbers(again.produced) == [0, 1]
     await sender.stop()
+
+
+async def test_an_acknowledgement_that_never_comes_counts_as_a_failure_and_the_row_goes_again(db: Database) -> None:
+    producer = ScriptedProducer()
+    producer.hold = True  # a producer stuck after a broker restart: the acks never come
+    states: list[bool] = []
+    sender = OutboxSender(Outbox(db), producer, recovered, lambda ok, err: states.append(ok), ack_timeout=0.3)
+    sender.start()
+    sender.hand(await write(db, 2))
+    await eventually(lambda: len(producer.produced) >= 4, timeout=10)  # both sent again
+    assert numbers(producer.produced)[:4] == [0, 1, 0, 1] and states[0] is False
+    producer.release()
+    await eventually(lambda: sender.sent >= 2, timeout=5)
+    await eventually(lambda: sender._owned == set(), timeout=5)
+    assert await Outbox(db).depth() == 0
+    await sender.stop()
