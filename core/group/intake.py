@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -81,6 +82,7 @@ class Intake:
         self.node = node
         self.replay = replay
         self.consumer: Any = None  # set by the reader once it has one (needed to wait for a card)
+        self.replaying: Callable[[], bool] = lambda: False  # still catching up on the history (set by the reader)
         self._awaiting = False
         self._side_rejected: list[Rejected] = []  # bad cards met while waiting for a card
         self._unknown: dict[str, float] = {}  # agent id -> until when not to wait for its card again
@@ -153,7 +155,7 @@ class Intake:
     def _apply_card(self, envelope: Envelope, topic: str) -> EnvelopeRejected | None:
         """A roster card takes effect at once (a later record in this batch may need its key)."""
         try:
-            self.node.roster.apply(envelope)
+            self.node.roster.apply(envelope, replayed=self.replaying())
         except ValueError as exc:
             return EnvelopeRejected("bad-signature", str(exc), envelope.summary(topic))
         return None

@@ -56,6 +56,7 @@ class Reader:
         self.subscribe = subscribe
         self.replay = set(replay)
         self.intake = Intake(node, self.replay)
+        self.intake.replaying = lambda: not self.caught_up.is_set()
         self._last_seen: dict[Any, tuple[int, str]] = {}  # partition -> (offset, digest) of the last record read
         self._before_outage: dict[Any, tuple[int, str]] | None = None
         self.consumer: Any = None

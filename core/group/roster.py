@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from core.group.envelope import ROSTER_ANNOUNCE, ROSTER_LEAVE, Envelope
@@ -124,9 +125,13 @@ class Roster:
 
     # --- updating ----------------------------------------------------------------------------
 
-    def apply(self, envelope: Envelope) -> tuple[str, Member] | None:
+    def apply(self, envelope: Envelope, *, replayed: bool = False) -> tuple[str, Member] | None:
         """Take a roster envelope into account. Returns what changed, or None when it was rejected.
-        Raises ValueError for a card that fails verification (the caller drops and audits it)."""
+        Raises ValueError for a card that fails verification (the caller drops and audits it).
+
+        A `replayed` card (read while catching up on the topic's history) counts as heard when it was
+        sent, not now, so a member that crashed long ago is not listed as live until it times out again.
+        Live cards count as heard now: a peer's clock that runs behind must not make it look dead."""
         if envelope.type == ROSTER_LEAVE:
             return self._leave(envelope)
         if envelope.type != ROSTER_ANNOUNCE:
@@ -139,7 +144,7 @@ class Roster:
             member = Member(agentid=envelope.agentid, name="", key=key)
             self._members[envelope.agentid] = member
         _fill(member, data)
-        member.last_seen = time.monotonic()
+        member.last_seen = time.monotonic() - (_age(envelope.time) if replayed else 0.0)
         member.last_announce = envelope.time
         self._key_known(envelope.agentid, key)
         self._emit(change, member)
@@ -222,3 +227,14 @@ def _fill(member: Member, data: dict[str, Any]) -> None:
     member.status = str(data.get("status") or "idle")
     active = data.get("activetasks")
     member.active_tasks = active if isinstance(active, int) else 0
+
+
+def _age(sent: str) -> float:
+    """Seconds since an envelope's `time` (0 for one from the future or with an unreadable time)."""
+    try:
+        when = datetime.fromisoformat(sent.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (datetime.now(UTC) - when).total_seconds())

@@ -12,8 +12,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from core.group.envelope import ROSTER_LEAVE, TASK_REQUEST, TASK_RESULT
 from core.group.topics import topic
 from tests.fixtures.cores import scripted_core
@@ -224,12 +222,6 @@ def _chain(pairs: list[tuple[dict, dict | None]], worker_id: str) -> list[dict[s
     return []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a reader that catches up on the announce topic stamps every old card as heard from now "
-    "(Roster.apply sets last_seen = time.monotonic()), so `shoal group members` lists a member that "
-    "crashed long ago as live",
-)
 async def test_members_cli_omits_a_member_that_crashed_earlier(kafka_broker: TansuBroker, tmp_path: Path) -> None:
     group = unique_group()
     over = group_overrides(kafka_broker, group, "observer", tmp_path / "obs", heartbeat=HEARTBEAT)
