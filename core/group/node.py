@@ -11,36 +11,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from core.errors import NetworkError, ShoalError, classify
-from core.group import audit
 from core.group.artifacts import ArtifactStore, build_store
-from core.group.claimcheck import seal
-from core.group.envelope import AUDIT_RECORD, ROSTER_ANNOUNCE, ROSTER_LEAVE, TRACE_SPAN, Envelope, make
+from core.group.envelope import ROSTER_ANNOUNCE, ROSTER_LEAVE
 from core.group.identity import Identity, load_or_create
 from core.group.inbox import record_incoming
-from core.group.outbox import Outbox, OutboxSender, OutItem, OutRow, write_rows
+from core.group.outbox import Outbox, OutboxSender
+from core.group.publisher import Publisher
 from core.group.reader import Incoming, Reader, Rejected
 from core.group.roster import Member, Roster
-from core.group.topics import TopicManager, group_topics, skill_spec, skill_topic, topic
+from core.group.topics import TopicManager, group_topics, skill_spec, skill_topic
 from core.settings import GroupSettings
 from core.timeline.db import Database
-from core.timeline.ids import TraceContext, now_iso
+from core.timeline.ids import now_iso
 from core.timeline.store import Event, Timeline
 
 log = logging.getLogger(__name__)
 INBOX_TOPICS = ("requests", "responses", "progress", "control", "memory")
 EnvelopeHandler = Callable[[Incoming, Event], Awaitable[None]]
 StateListener = Callable[[str, ShoalError | None], None]
-Also = Callable[[sqlite3.Connection], None]
 
 
-class GroupNode:
+class GroupNode(Publisher):
     def __init__(
         self,
         settings: GroupSettings,
@@ -91,20 +87,8 @@ class GroupNode:
     # --- identity and names --------------------------------------------------------------------
 
     @property
-    def group_name(self) -> str:
-        return self.settings.name
-
-    @property
-    def agent_id(self) -> str:
-        assert self.identity is not None, "start() the node first"
-        return self.identity.agent_id
-
-    @property
     def name(self) -> str:
         return self.settings.display_name()
-
-    def topic(self, suffix: str) -> str:
-        return topic(self.group_name, suffix)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -289,134 +273,6 @@ class GroupNode:
         if self.topics is not None:
             await self._ensure_topics()
 
-    async def publish(
-        self,
-        event_type: str,
-        data: dict[str, Any],
-        *,
-        suffix: str,
-        key: str,
-        correlationid: str,
-        parent: TraceContext | None = None,
-        session_id: str = "",
-        causationid: str | None = None,
-        recipient: str | None = None,
-        record: bool = True,
-        also: Also | None = None,
-    ) -> tuple[Envelope, Event | None]:
-        """Sign an envelope and queue it. With `record`, its timeline event, its audit record and `also`
-        are written in the same transaction as the outbox row, so the three never disagree."""
-        out = await self.prepare(
-            event_type,
-            data,
-            suffix=suffix,
-            key=key,
-            correlationid=correlationid,
-            parent=parent,
-            session_id=session_id,
-            causationid=causationid,
-            recipient=recipient,
-            record=record,
-        )
-        await self.commit([out], also)
-        return out.envelope, out.event
-
-    async def prepare(
-        self,
-        event_type: str,
-        data: dict[str, Any],
-        *,
-        suffix: str,
-        key: str,
-        correlationid: str,
-        parent: TraceContext | None = None,
-        session_id: str = "",
-        causationid: str | None = None,
-        recipient: str | None = None,
-        record: bool = True,
-    ) -> Outgoing:
-        """A signed envelope with its outbox items and timeline event, not yet written (see `commit`)."""
-        assert self.identity is not None, "start() the node first"
-        trace = parent.child() if parent else TraceContext.new_root()
-        dataref = await seal(data, self.store, self.settings.max_inline_bytes)
-        envelope = make(
-            self.identity,
-            self.group_name,
-            event_type,
-            None if dataref else data,
-            correlationid=correlationid,
-            trace=trace,
-            zone=self.settings.zone,
-            causationid=causationid,
-            recipient=recipient,
-            dataref=dataref,
-        )
-        topic_name = self.topic(suffix)
-        event, records = None, []
-        if record:
-            payload = {"envelope": envelope.summary(topic_name), "data": data}
-            event = Event.new(
-                "group.sent",
-                session_id=session_id,
-                trace=trace,
-                correlation_id=correlationid,
-                name=event_type,
-                payload=payload,
-            )
-            records.append((audit.envelope_record("sent", event, envelope, topic=topic_name), event))
-        return Outgoing(OutItem(envelope, topic_name, key), event, records)
-
-    async def commit(self, outgoing: list[Outgoing], also: Also | None = None) -> None:
-        """Write envelopes (in order), their events and `also` in one transaction, then hand them to the sender:
-        envelopes committed together reach the producer together, so a reader tends to get them in one fetch."""
-        items = [out.item for out in outgoing]
-        items += self.audit_items([pair for out in outgoing for pair in out.audit])
-        events = [out.event for out in outgoing if out.event is not None]
-        rows = await self.db.write(_writer(items, events, also))
-        if events:
-            self.timeline.notify(events)
-        self.sender.hand(rows)
-
-    def audit_items(self, records: list[tuple[dict[str, Any], Event]]) -> list[OutItem]:
-        """One audit envelope per correlation id (the trail is read per correlation), anchored at the
-        span of its first record."""
-        by_corr: dict[str, list[tuple[dict[str, Any], Event]]] = {}
-        for pair in records:
-            by_corr.setdefault(pair[1].correlation_id, []).append(pair)
-        return [self.audit_item([r for r, _ in pairs], pairs[0][1]) for pairs in by_corr.values()]
-
-    def audit_item(self, records: list[dict[str, Any]], anchor: Event) -> OutItem:
-        assert self.identity is not None
-        envelope = make(
-            self.identity,
-            self.group_name,
-            AUDIT_RECORD,
-            {"records": records},
-            correlationid=anchor.correlation_id,
-            trace=anchor.trace.child(),
-            zone=self.settings.zone,
-        )
-        return OutItem(envelope, self.topic("audit"), self.agent_id)
-
-    async def publish_steps(self, events: list[Event]) -> None:
-        """Audit records and trace spans for local work done for the group (LLM and tool calls)."""
-        steps = [e for e in events if e.kind in audit.STEP_KINDS]
-        if not steps or self.identity is None:
-            return
-        items = [self.audit_item([audit.step_record(e) for e in steps], steps[0])]
-        for event in steps:
-            span = make(
-                self.identity,
-                self.group_name,
-                TRACE_SPAN,
-                audit.span_data(event),
-                correlationid=event.correlation_id,
-                trace=event.trace,
-                zone=self.settings.zone,
-            )
-            items.append(OutItem(span, self.topic("traces"), event.trace_id))
-        self.sender.hand(await self.db.write(_writer(items, [], None)))
-
     # --- receiving -----------------------------------------------------------------------------
 
     def on(self, event_type: str, handler: EnvelopeHandler, *, duplicate: EnvelopeHandler | None = None) -> None:
@@ -489,30 +345,3 @@ class GroupNode:
     def members(self) -> list[Member]:
         self.roster.expire(time.monotonic())
         return self.roster.members()
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """An envelope ready to commit: its outbox item, its timeline event and audit record (if recorded)."""
-
-    item: OutItem
-    event: Event | None
-    audit: list[tuple[dict[str, Any], Event]]
-
-    @property
-    def envelope(self) -> Envelope:
-        return self.item.envelope
-
-
-def _writer(
-    items: list[OutItem], events: list[Event], also: Also | None
-) -> Callable[[sqlite3.Connection], list[OutRow]]:
-    def write(conn: sqlite3.Connection) -> list[OutRow]:
-        if events:
-            Timeline.insert_events(conn, events)
-        rows = write_rows(conn, items)
-        if also is not None:
-            also(conn)
-        return rows
-
-    return write

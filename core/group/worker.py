@@ -22,7 +22,8 @@ from typing import Any
 from core.errors import classify
 from core.group.dispatch import parse_deadline, task_row
 from core.group.envelope import TASK_PROGRESS, TASK_REQUEST, TASK_RESULT, Envelope
-from core.group.node import Also, GroupNode, Outgoing
+from core.group.node import GroupNode
+from core.group.publisher import Also, Outgoing
 from core.group.reader import Incoming
 from core.timeline.ids import TraceContext, now_iso
 from core.timeline.store import Event
