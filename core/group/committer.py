@@ -16,6 +16,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 RETRY_DELAY = 0.5
+COMMIT_INTERVAL = 0.05  # at most this often: each commit is a broker request; nothing waits on one
 
 
 class Committer:
@@ -90,6 +91,7 @@ class Committer:
                 continue
             if not self._marked:
                 self._idle.set()
+            await asyncio.sleep(COMMIT_INTERVAL)  # marks made meanwhile go in one request
 
     def suspect(self) -> None:
         self.suspected = True

@@ -30,7 +30,7 @@ from core.timeline.ids import now_iso
 log = logging.getLogger(__name__)
 BATCH = 500
 MAX_BACKOFF = 5.0
-DELETE_DELAY = 0.02  # acknowledged rows are deleted in batches this far apart (off the hot path)
+DELETE_DELAY = 0.1  # acknowledged rows are deleted in batches this far apart (off the hot path)
 ACK_CHECK = 1.0  # how often, while records are in flight, the sender looks for overdue acknowledgements
 
 
