@@ -51,8 +51,9 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # only these can make a l
 
 
 def canonical(obj: dict[str, Any]) -> bytes:
-    """The bytes a signature covers: sorted keys, no whitespace, UTF-8 unescaped (protocol §3)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """The bytes a signature covers: sorted keys, no whitespace, UTF-8 unescaped (protocol §3). NaN and
+    infinities are not JSON: a sender refuses them (ValueError) rather than send what every reader drops."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 def dataschema_for(event_type: str) -> str:

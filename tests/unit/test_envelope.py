@@ -261,3 +261,9 @@ def test_a_damaged_stored_identity_is_a_config_error(stored: str) -> None:
     MemoryKeyring.store[(SERVICE, "group-identity:alpha")] = stored
     with pytest.raises(ConfigError):
         load_or_create("alpha")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_sender_refuses_data_that_is_not_json(value: float) -> None:
+    with pytest.raises(ValueError):
+        _envelope(data={"taskid": "t1", "score": value})
