@@ -68,10 +68,22 @@ class TaskHandle:
         self.trace: TraceContext | None = None
         self._queue: asyncio.Queue[TaskProgress | TaskResult] = asyncio.Queue()
         self._result: asyncio.Future[TaskResult] = asyncio.get_running_loop().create_future()
+        self._seen: set[str] = set()  # envelope ids already taken in (a re-read batch must not stream twice)
 
     @property
     def done(self) -> bool:
         return self._result.done()
+
+    def first_sight(self, envelope_id: str) -> bool:
+        if envelope_id in self._seen:
+            return False
+        self._seen.add(envelope_id)
+        return True
+
+    @property
+    def finished_by(self) -> str:
+        """The receipt event id of the result that finished the task ("" while it runs)."""
+        return self._result.result().event_id if self._result.done() and not self._result.cancelled() else ""
 
     def push(self, progress: TaskProgress) -> None:
         if progress.state == "accepted" and self.accepted_by is None:
@@ -105,7 +117,11 @@ class Dispatcher:
         self.node = node
         self.handles: dict[str, TaskHandle] = {}
         self._timers: set[asyncio.Task[None]] = set()
-        node.on(TASK_PROGRESS, self._on_progress)
+        # Progress and results reach the waiting caller as soon as they are verified, while their receipt
+        # is being recorded (they only feed in-memory handles; a repeat is recognised by envelope id, and
+        # offsets are still committed only after the record). The result is stored once recorded.
+        node.on_early(TASK_PROGRESS, self._progress_now)
+        node.on_early(TASK_RESULT, self._result_now)
         node.on(TASK_RESULT, self._on_result)
 
     async def dispatch(
@@ -212,10 +228,10 @@ class Dispatcher:
             "deadline: they may be busy or not consuming."
         )
 
-    async def _on_progress(self, incoming: Incoming, event: Event) -> None:
+    def _progress_now(self, incoming: Incoming, event: Event) -> None:
         data = incoming.envelope.data
         handle = self.handles.get(str(data.get("taskid", "")))
-        if handle is None:
+        if handle is None or not handle.first_sight(incoming.envelope.id):
             return
         handle.push(
             TaskProgress(
@@ -230,24 +246,16 @@ class Dispatcher:
             )
         )
 
+    def _result_now(self, incoming: Incoming, event: Event) -> None:
+        handle = self.handles.get(str(incoming.envelope.data.get("taskid", "")))
+        if handle is not None and handle.first_sight(incoming.envelope.id):
+            handle.finish(_task_result(incoming, event))
+
     async def _on_result(self, incoming: Incoming, event: Event) -> None:
-        data = incoming.envelope.data
-        taskid = str(data.get("taskid", ""))
-        handle = self.handles.get(taskid)
-        error = _dict(data.get("error"))
-        usage = _dict(data.get("usage"))
-        result = TaskResult(
-            taskid,
-            str(data.get("status", "error")),
-            str(data.get("output") or ""),
-            error,
-            _agent(data, incoming),
-            usage,
-            _int(data.get("elapsedms")),
-            event.id,
-        )
-        if handle is not None and handle.finish(result):
-            await self._store_result(taskid, result)
+        """Recorded: store the result that finished the task (the first one, protocol §4)."""
+        handle = self.handles.get(str(incoming.envelope.data.get("taskid", "")))
+        if handle is not None and handle.finished_by == event.id:
+            await self._store_result(handle.taskid, _task_result(incoming, event))
 
     async def _store_result(self, taskid: str, result: TaskResult) -> None:
         payload = json.dumps(
@@ -300,6 +308,20 @@ def task_row(
         conn.execute(sql, tuple(values.values()))
 
     return write
+
+
+def _task_result(incoming: Incoming, event: Event) -> TaskResult:
+    data = incoming.envelope.data
+    return TaskResult(
+        str(data.get("taskid", "")),
+        str(data.get("status", "error")),
+        str(data.get("output") or ""),
+        _dict(data.get("error")),
+        _agent(data, incoming),
+        _dict(data.get("usage")),
+        _int(data.get("elapsedms")),
+        event.id,
+    )
 
 
 def _agent(data: dict[str, Any], incoming: Incoming) -> dict[str, Any]:

@@ -25,10 +25,10 @@ log = logging.getLogger(__name__)
 
 
 async def record_incoming(
-    node: GroupNode, accepted: list[Incoming], rejected: list[Rejected]
+    node: GroupNode, received: list[tuple[Incoming, Event]], rejected: list[Rejected]
 ) -> tuple[list[tuple[Incoming, Event]], list[tuple[Incoming, Event]]]:
-    """One transaction: inbox rows (the idempotency check), timeline events and their audit records."""
-    received = [(i, received_event(i, node.session_for_task)) for i in accepted]
+    """One transaction: inbox rows (the idempotency check), timeline events (`received_event`, made by the
+    caller) and their audit records. Returns the fresh pairs and the repeats."""
     dropped = [dropped_event(r) for r in rejected]
     for event in dropped:
         log.warning("group: dropped an envelope (%s): %s", event.payload["reason"], event.payload["detail"])

@@ -19,7 +19,7 @@ from core.errors import NetworkError, ShoalError, classify
 from core.group.artifacts import ArtifactStore, build_store
 from core.group.envelope import ROSTER_ANNOUNCE, ROSTER_LEAVE
 from core.group.identity import Identity, load_or_create
-from core.group.inbox import record_incoming
+from core.group.inbox import received_event, record_incoming
 from core.group.outbox import Outbox, OutboxSender
 from core.group.publisher import Publisher
 from core.group.reader import Incoming, Reader, Rejected
@@ -37,6 +37,7 @@ BULK_TOPICS = ("audit", "traces")
 BULK_LINGER_MS = 50
 INBOX_TOPICS = ("requests", "responses", "progress", "control", "memory")
 EnvelopeHandler = Callable[[Incoming, Event], Awaitable[None]]
+EarlyHandler = Callable[[Incoming, Event], None]
 StateListener = Callable[[str, ShoalError | None], None]
 
 
@@ -77,6 +78,7 @@ class GroupNode(Publisher):
         self._made_queues: set[str] = set()  # of those, the ones known to exist
         self.handlers: dict[str, EnvelopeHandler] = {}
         self.duplicate_handlers: dict[str, EnvelopeHandler] = {}
+        self.early_handlers: dict[str, EarlyHandler] = {}
         self.session_for_task: dict[str, str] = {}  # task id -> local session its envelopes belong to
         self.state = "stopped"  # stopped | connecting | online | offline
         self.last_error: ShoalError | None = None
@@ -290,8 +292,21 @@ class GroupNode(Publisher):
         if duplicate is not None:
             self.duplicate_handlers[event_type] = duplicate
 
+    def on_early(self, event_type: str, handler: EarlyHandler) -> None:
+        """`handler` sees each verified envelope of this type before its receipt is recorded, so it must be
+        idempotent and touch nothing durable (it may see a repeat: recognise it by envelope id)."""
+        self.early_handlers[event_type] = handler
+
     async def _on_envelopes(self, accepted: list[Incoming], rejected: list[Rejected]) -> None:
-        fresh, duplicates = await record_incoming(self, accepted, rejected)
+        received = [(incoming, received_event(incoming, self.session_for_task)) for incoming in accepted]
+        for incoming, event in sorted(received, key=lambda pair: pair[0].envelope.time):
+            early = self.early_handlers.get(incoming.envelope.type)
+            if early is not None:
+                try:
+                    early(incoming, event)
+                except Exception:
+                    log.exception("group early handler for %s failed", incoming.envelope.type)
+        fresh, duplicates = await record_incoming(self, received, rejected)
         fresh.sort(key=lambda pair: pair[0].envelope.time)  # progress and result travel on different topics
         for incoming, event in fresh:
             await self._dispatch(self.handlers, incoming, event)
