@@ -18,8 +18,8 @@ from typing import Any
 
 from core.errors import UserError
 from core.group.envelope import TASK_PROGRESS, TASK_REQUEST, TASK_RESULT
+from core.group.intake import Incoming
 from core.group.node import GroupNode
-from core.group.reader import Incoming
 from core.timeline.ids import TraceContext, new_id, now_iso
 from core.timeline.store import Event
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from core.group import audit
 from core.group.envelope import EnvelopeRejected
+from core.group.intake import Incoming, Rejected
 from core.group.outbox import OutRow, write_rows
-from core.group.reader import Incoming, Rejected
 from core.timeline.ids import TraceContext
 from core.timeline.store import Event, Timeline
 

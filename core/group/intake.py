@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 UNKNOWN_SENDER_GRACE = 5.0
 UNKNOWN_SENDER_QUIET = 30.0  # after a sender's grace ran out, its envelopes are dropped without waiting again
 _pool: ThreadPoolExecutor | None = None
+_WORKERS = max(2, min(4, os.cpu_count() or 2))
 INLINE_VERIFY = 32  # batches up to this many signatures are checked on the loop
 
 
@@ -52,7 +53,7 @@ async def verify_all(pairs: list[tuple[Envelope, PublicKey]]) -> list[bool]:
         return [envelope.verify(key) for envelope, key in pairs]
     jobs = [(key, *envelope.signing_input()) for envelope, key in pairs]
     pool = verify_pool()
-    size = -(-len(jobs) // (pool._max_workers * 2))  # a little finer than the pool, so chunks even out
+    size = -(-len(jobs) // (_WORKERS * 2))  # a little finer than the pool, so chunks even out
     loop = asyncio.get_running_loop()
     parts = await asyncio.gather(
         *(loop.run_in_executor(pool, _check_chunk, jobs[i : i + size]) for i in range(0, len(jobs), size))
@@ -66,8 +67,7 @@ async def verify_all(pairs: list[tuple[Envelope, PublicKey]]) -> list[bool]:
 def verify_pool() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
-        workers = max(2, min(4, os.cpu_count() or 2))
-        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shoal-verify")
+        _pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="shoal-verify")
     return _pool
 
 

@@ -20,9 +20,10 @@ from core.group.artifacts import ArtifactStore, build_store
 from core.group.envelope import ROSTER_ANNOUNCE, ROSTER_LEAVE
 from core.group.identity import Identity, load_or_create
 from core.group.inbox import received_event, record_incoming
+from core.group.intake import Incoming, Rejected
 from core.group.outbox import Outbox, OutboxSender
 from core.group.publisher import Publisher
-from core.group.reader import Incoming, Reader, Rejected
+from core.group.reader import Reader
 from core.group.roster import Member, Roster
 from core.group.topics import TopicManager, group_topics, skill_spec, skill_topic
 from core.settings import GroupSettings

@@ -135,7 +135,7 @@ class OutboxSender:
         self._owned: set[int] = set()  # seqs queued, in flight or acknowledged and not yet deleted
         self._acked: list[int] = []
         self._sent_at: dict[int, float] = {}  # in-flight seq -> when it went to the producer
-        self._failure: tuple[OutRow, BaseException] | None = None
+        self._failure: tuple[int, BaseException] | None = None  # (seq, error) of a failed send
         self._reload = True  # read the table: rows left by a previous run or by a failure
         self._task: asyncio.Task[None] | None = None
         self._deleter: asyncio.Task[None] | None = None
@@ -195,9 +195,9 @@ class OutboxSender:
             self._expire_acks()
             try:
                 if self._failure is not None:
-                    row, error = self._failure
+                    seq, error = self._failure
                     self._failure = None
-                    await self.outbox.note_failure(row.seq, str(error))
+                    await self.outbox.note_failure(seq, str(error))
                     raise error
                 if self._reload:
                     self._reload = False
@@ -232,7 +232,7 @@ class OutboxSender:
             self._owned.discard(seq)
         if late and self._failure is None:
             error = NetworkError(f"{len(late)} record(s) unacknowledged after {self.ack_timeout:g} s.", "Retrying.")
-            self._failure = (OutRow(min(late), "", "", None, b"", []), error)
+            self._failure = (min(late), error)
 
     async def _after_failure(self, exc: BaseException, backoff: float) -> None:
         """Drop the queue (in-flight rows stay owned), back off, let the node recover, read the table again."""
@@ -266,7 +266,7 @@ class OutboxSender:
         if future.cancelled() or error is not None:
             self._owned.discard(row.seq)
             if self._failure is None:
-                self._failure = (row, error or NetworkError("The send was cancelled.", "It is retried."))
+                self._failure = (row.seq, error or NetworkError("The send was cancelled.", "It is retried."))
             self._wake.set()
             return
         self._acked.append(row.seq)

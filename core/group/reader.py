@@ -20,7 +20,6 @@ from core.group.probe import digest
 if TYPE_CHECKING:
     from core.group.node import GroupNode
 
-__all__ = ["Handler", "Incoming", "Reader", "Rejected"]
 log = logging.getLogger(__name__)
 
 

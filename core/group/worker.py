@@ -22,9 +22,9 @@ from typing import Any
 from core.errors import classify
 from core.group.dispatch import parse_deadline, task_row
 from core.group.envelope import TASK_PROGRESS, TASK_REQUEST, TASK_RESULT, Envelope
+from core.group.intake import Incoming
 from core.group.node import GroupNode
 from core.group.publisher import Also, Outgoing
-from core.group.reader import Incoming
 from core.timeline.ids import TraceContext, now_iso
 from core.timeline.store import Event
 
@@ -246,11 +246,18 @@ class Worker:
     async def _prepare_progress(
         self, request: Envelope, trace: TraceContext, taskid: str, data: dict[str, Any]
     ) -> Outgoing:
+        return await self._reply(TASK_PROGRESS, "progress", request, trace, taskid, data)
+
+    async def _reply(
+        self, event_type: str, suffix: str, request: Envelope, trace: TraceContext, taskid: str, data: dict[str, Any]
+    ) -> Outgoing:
+        """A progress or result envelope answering `request`, signed as this agent (not yet committed).
+        Streamed `working` progress is not recorded in the timeline: the result carries the whole answer."""
         payload = {"taskid": taskid, **data, "agent": {"agentid": self.node.agent_id, "name": self.node.name}}
         return await self.node.prepare(
-            TASK_PROGRESS,
+            event_type,
             payload,
-            suffix="progress",
+            suffix=suffix,
             key=taskid,
             correlationid=request.correlationid,
             parent=trace,
@@ -268,7 +275,6 @@ class Worker:
         opening: _Opening | None = None,
     ) -> None:
         """The result (with anything still held back); without `opening` a repeat of a stored result."""
-        payload = {"taskid": taskid, **result, "agent": {"agentid": self.node.agent_id, "name": self.node.name}}
 
         def update(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -276,16 +282,7 @@ class Worker:
                 (result["status"], json.dumps(result, ensure_ascii=False), now_iso(), taskid),
             )
 
-        out = await self.node.prepare(
-            TASK_RESULT,
-            payload,
-            suffix="responses",
-            key=taskid,
-            correlationid=request.correlationid,
-            parent=trace,
-            causationid=request.id,
-            recipient=request.agentid,
-        )
+        out = await self._reply(TASK_RESULT, "responses", request, trace, taskid, result)
         if opening is None:
             await self.node.commit([out])
         else:

@@ -86,6 +86,15 @@ async def recovered() -> None:
     return None
 
 
+def held_sender(db: Database) -> tuple[ScriptedProducer, OutboxSender]:
+    """A started sender whose producer holds every acknowledgement until `release()`."""
+    producer = ScriptedProducer()
+    producer.hold = True
+    sender = OutboxSender(Outbox(db), producer, recovered)
+    sender.start()
+    return producer, sender
+
+
 async def test_handed_rows_go_out_without_a_table_read_and_are_deleted_after_the_ack(db: Database) -> None:
     producer = ScriptedProducer()
     sender = OutboxSender(Outbox(db), producer, recovered)
@@ -103,10 +112,7 @@ async def test_handed_rows_go_out_without_a_table_read_and_are_deleted_after_the
 
 
 async def test_sends_do_not_wait_for_earlier_acks(db: Database) -> None:
-    producer = ScriptedProducer()
-    producer.hold = True
-    sender = OutboxSender(Outbox(db), producer, recovered)
-    sender.start()
+    producer, sender = held_sender(db)
     sender.hand(await write(db, 2))
     await eventually(lambda: len(producer.produced) == 2, timeout=5)
     sender.hand(await write(db, 2, start=2))
@@ -167,10 +173,7 @@ async def test_broker_away_keeps_rows_and_reports_then_sends_everything(db: Data
 
 
 async def test_stop_waits_for_the_queue_then_leaves_the_rest_for_next_time(db: Database) -> None:
-    producer = ScriptedProducer()
-    producer.hold = True
-    sender = OutboxSender(Outbox(db), producer, recovered)
-    sender.start()
+    producer, sender = held_sender(db)
     sender.hand(await write(db, 2))
     await eventually(lambda: len(producer.produced) == 2, timeout=5)
     await sender.stop(timeout=0.2)  # never acknowledged: the rows stay for the next start
