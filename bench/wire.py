@@ -3,14 +3,15 @@
 Everything runs against one real Tansu broker on loopback (tests/fixtures/kafka_broker.py), with the same client
 settings on both sides (TEST_CLIENT_SETTINGS: fetch_max_wait_ms 10, linger_ms 0, 2 s sessions; printed).
 
-- Round trip: two in-process agents (real AgentCore, SQLite, outbox) join one group; A serves the skill `echo`
+- Round trip: two agents (real AgentCore, SQLite, outbox) join one group; A serves the skill `echo`
   (handler "echo", no LLM), B dispatches a 200-character task and awaits its result. Latency is from before
   `dispatch()` to `handle.result()` returning: sign, outbox, produce, A's skill reader, A's timeline and inbox,
   the accepted progress and the result back through A's outbox, B's inbox reader. Beside it,
   `bench.wire_raw.raw_ping_pong` (ping → echo → pong over two topics, 200 B). The two alternate in blocks (half
-  of them raw first) so drift from other load on the machine hits both; warm-up rounds are not measured. Also
-  printed: the process CPU per Shoal round (both agents share one process and one core's worth of GIL) and what
-  the two agents cost when idle (their readers poll the broker every fetch_max_wait_ms).
+  of them raw first) so drift from other load on the machine hits both; warm-up rounds are not measured. The
+  answering side (agent A, and the raw echo) runs in its own process (bench/wire_peer.py), as a peer on another
+  machine would; with --one-process both sides share this process, its event loop and its GIL. Also printed:
+  the CPU per Shoal round (both processes) and what the two idle agents cost (their readers poll the broker).
 - Ingest: an agent that was offline comes back to a backlog. It joins once (its inbox offsets get committed),
   learns a sender's key from the announce topic, and stops. Then `--count` signed `shoal.task.progress`
   envelopes addressed to it, for a task it does not know (so no handler acts), are produced raw, and the agent
@@ -20,7 +21,8 @@ settings on both sides (TEST_CLIENT_SETTINGS: fetch_max_wait_ms 10, linger_ms 0,
   sides). Also printed: how many envelopes/s one core can signature-check alone (Envelope.verify), an upper
   bound for any ingest that verifies on the event loop.
 
-Run: .venv/bin/python bench/wire.py [--rounds 300] [--blocks 5] [--count 20000] [--ingest-runs 1] [--profile]
+Run: .venv/bin/python bench/wire.py [--rounds 300] [--blocks 5] [--count 20000] [--ingest-runs 1] [--one-process]
+[--profile]
 (--profile prints a cProfile summary of the Shoal ingest.)
 """
 
@@ -44,6 +46,7 @@ os.environ["PYTHON_KEYRING_BACKEND"] = "tests.fixtures.memory_keyring.MemoryKeyr
 for _name in [n for n in os.environ if n.startswith("SHOAL_")]:
     del os.environ[_name]
 
+from bench.wire_peer import finish, spawn  # noqa: E402 - after the environment is set
 from bench.wire_raw import _producer, percentile, raw_ingest, raw_ping_pong  # noqa: E402 - after the environment is set
 from core.group.envelope import ROSTER_ANNOUNCE, TASK_PROGRESS, Envelope, make  # noqa: E402 - after the environment is set
 from core.group.identity import Identity, PublicKey  # noqa: E402 - after the environment is set
@@ -90,36 +93,53 @@ async def _shoal_rounds(requester: AgentCore, rounds: int, first: int) -> list[f
     return latencies
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def _cpu(pid: int | None = None) -> float:
+    """CPU seconds used so far by this process, or by child process `pid` (from /proc, Linux)."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def round_trips(broker: TansuBroker, root: Path, rounds: int, blocks: int) -> dict[str, Any]:
+async def _server(broker: TansuBroker, group: str, root: Path, split: bool) -> tuple[Any, int | None]:
+    """The agent serving `echo`: in a child process with `split` (returns it and its pid), else in this one."""
+    if split:
+        peer = await spawn("agent", broker.bootstrap, group, str(root / group / "alice"))
+        return peer, peer.pid
+    return await _started(_settings(broker, group, "alice", root, skills=[{"name": "echo", "handler": "echo"}])), None
+
+
+async def round_trips(broker: TansuBroker, root: Path, rounds: int, blocks: int, split: bool) -> dict[str, Any]:
     group = f"wire{uuid.uuid4().hex[:6]}"
-    server = await _started(_settings(broker, group, "alice", root, skills=[{"name": "echo", "handler": "echo"}]))
+    server, server_pid = await _server(broker, group, root, split)
     requester = await _started(_settings(broker, group, "bob", root))
-    out: dict[str, Any] = {"raw": [], "shoal": [], "cpu": 0.0}
+    out: dict[str, Any] = {"raw": [], "shoal": [], "cpu": 0.0, "server_cpu": 0.0}
     try:
         await eventually(lambda: len(requester.group.members()) == 2, timeout=30)
         await _shoal_rounds(requester, WARMUP, 0)  # the skill queue's group join happens here
-        cpu, started = _cpu(), time.perf_counter()
+        cpu, server_cpu, started = _cpu(), _cpu(server_pid) if split else 0.0, time.perf_counter()
         await asyncio.sleep(2)  # what the two idle agents cost (their readers poll the broker)
-        out["idle"] = (_cpu() - cpu) / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        out["idle"] = (_cpu() - cpu + (_cpu(server_pid) - server_cpu if split else 0.0)) / elapsed
         per_block = max(rounds // blocks, 1)
         for block in range(blocks):
             order = ("raw", "shoal") if block % 2 == 0 else ("shoal", "raw")
             for side in order:
                 if side == "raw":
-                    out["raw"].append(await raw_ping_pong(broker.bootstrap, per_block, dict(TEST_CLIENT_SETTINGS),
-                                                          warmup=WARMUP, payload_size=PAYLOAD))  # fmt: skip
+                    client = dict(TEST_CLIENT_SETTINGS)
+                    raw = raw_ping_pong(
+                        broker.bootstrap, per_block, client, warmup=WARMUP, payload_size=PAYLOAD, split=split
+                    )
+                    out["raw"].append(await raw)
                 else:
-                    cpu = _cpu()
+                    cpu, server_cpu = _cpu(), _cpu(server_pid) if split else 0.0
                     out["shoal"].append(await _shoal_rounds(requester, per_block, WARMUP + block * per_block))
                     out["cpu"] += _cpu() - cpu
+                    out["server_cpu"] += _cpu(server_pid) - server_cpu if split else 0.0
     finally:
         await requester.stop()
-        await server.stop()
+        await (finish(server) if split else server.stop())
     return out
 
 
@@ -244,7 +264,7 @@ def verify_ceiling(samples: int = 2000) -> float:
 
 async def bench(broker: TansuBroker, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="shoal-wire-") as tmp:
-        trips = await round_trips(broker, Path(tmp), args.rounds, args.blocks)
+        trips = await round_trips(broker, Path(tmp), args.rounds, args.blocks, not args.one_process)
         rates = await ingest(broker, Path(tmp), args.count, args.ingest_runs, args.profile)
     rates["verify"] = verify_ceiling()
     return trips, rates
@@ -260,6 +280,8 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=5, help="alternating blocks the rounds are split into")
     parser.add_argument("--count", type=int, default=20_000, help="envelopes / records for the ingest runs")
     parser.add_argument("--ingest-runs", type=int, default=1, help="ingest runs per side (alternating)")
+    parser.add_argument("--one-process", action="store_true",
+                        help="both round-trip agents (and raw sides) in this process, one GIL")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="cProfile the (first) Shoal ingest run")
     args = parser.parse_args()
     with TansuBroker() as broker:  # started outside the loop: start() blocks for a few ms
@@ -270,7 +292,8 @@ def main() -> None:
     r50, s50, r99, s99 = median(raw), median(shoal), percentile(raw, 99), percentile(shoal, 99)
     raw_rate, shoal_rate, total_rate = median(rates["raw"]), median(rates["shoal"]), median(rates["shoal_total"])
     settings = ", ".join(f"{k}={v}" for k, v in TEST_CLIENT_SETTINGS.items())
-    print(f"\nShoal wire vs raw aiokafka, one Tansu broker on loopback, {os.cpu_count()} cores")
+    layout = "both in one process" if args.one_process else "answering side in its own process"
+    print(f"\nShoal wire vs raw aiokafka, one Tansu broker on loopback, {os.cpu_count()} cores, {layout}")
     print(f"client settings (both sides): {settings}")
     print(f"round trips: {len(raw)} raw / {len(shoal)} shoal in {args.blocks} alternating blocks, "
           f"{WARMUP} warm-up rounds each; ingest: {args.count} envelopes of ~{rates['size']} B, "
@@ -279,8 +302,10 @@ def main() -> None:
     print(f"  {'round trip p50 (ms)':28}{r50:14.2f}{s50:12.2f}{s50 / r50:11.2f}   <= 1.25 x")
     print(f"  {'round trip p99 (ms)':28}{r99:14.2f}{s99:12.2f}{s99 / r99:11.2f}   <= 1.5 x")
     print(f"  {'round trip max (ms)':28}{max(raw):14.2f}{max(shoal):12.2f}")
-    cpu = trips["cpu"] / len(shoal) * 1000
-    print(f"  {'shoal process CPU/round (ms)':28}{'':14}{cpu:12.2f}   (two idle agents: {trips['idle']:.0%} of a core)")
+    cpu, server_cpu = trips["cpu"] / len(shoal) * 1000, trips["server_cpu"] / len(shoal) * 1000
+    where = "one process" if args.one_process else f"requester {cpu:.1f} + server {server_cpu:.1f} ms"
+    print(f"  {'shoal CPU/round (ms)':28}{'':14}{cpu + server_cpu:12.2f}   ({where}; "
+          f"two idle agents: {trips['idle']:.0%} of a core)")  # fmt: skip
     print(
         f"  {'ingest (envelopes/s)':28}{raw_rate:14,.0f}{shoal_rate:12,.0f}{shoal_rate / raw_rate:11.3f}   >= 5,000/s"
     )

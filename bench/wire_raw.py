@@ -127,24 +127,34 @@ async def _round(
 
 
 async def raw_ping_pong(
-    bootstrap: str, rounds: int, client: dict[str, Any], *, warmup: int = 20, payload_size: int = 200
+    bootstrap: str,
+    rounds: int,
+    client: dict[str, Any],
+    *,
+    warmup: int = 20,
+    payload_size: int = 200,
+    split: bool = False,
 ) -> list[float]:
-    """Per-round latencies (ms) of `rounds` ping → echo → pong round trips, after `warmup` unmeasured rounds."""
+    """Per-round latencies (ms) of `rounds` ping → echo → pong round trips, after `warmup` unmeasured rounds.
+    With `split` the echo side runs in its own process (bench/wire_peer.py), as a peer on another machine would."""
+    from bench.wire_peer import finish, spawn
+
     run = _run_id()
     ping, pong = f"bench.{run}.ping", f"bench.{run}.pong"
     await create_topics(bootstrap, [ping, pong], partitions=1)
-    echo_in = _consumer(bootstrap, ping, f"echo-{run}", client)
-    caller_in = _consumer(bootstrap, pong, f"caller-{run}", client)
-    echo_out, caller_out = _producer(bootstrap, client), _producer(bootstrap, client)
-    clients = [echo_in, caller_in, echo_out, caller_out]
+    caller_in, caller_out = _consumer(bootstrap, pong, f"caller-{run}", client), _producer(bootstrap, client)
+    clients: list[Any] = [caller_in, caller_out]
+    peer = await spawn("raw", bootstrap, ping, pong, run) if split else None
+    if not split:
+        echo_in, echo_out = _consumer(bootstrap, ping, f"echo-{run}", client), _producer(bootstrap, client)
+        clients += [echo_in, echo_out]
     waiting: dict[bytes, asyncio.Future[float]] = {}
     payload = b"x" * payload_size
     await asyncio.gather(*(c.start() for c in clients))
     stopping = asyncio.Event()
-    workers = [
-        asyncio.create_task(_echo(echo_in, echo_out, pong, stopping)),
-        asyncio.create_task(_collect(caller_in, waiting, stopping)),
-    ]
+    workers = [asyncio.create_task(_collect(caller_in, waiting, stopping))]
+    if not split:
+        workers.append(asyncio.create_task(_echo(echo_in, echo_out, pong, stopping)))
     try:
         latencies = []
         for n in range(warmup + rounds):
@@ -154,6 +164,8 @@ async def raw_ping_pong(
         return latencies
     finally:
         await _shutdown(stopping, workers, clients)
+        if peer is not None:
+            await finish(peer)
 
 
 async def _shutdown(stopping: asyncio.Event, workers: list[asyncio.Task[None]], clients: list[Any]) -> None:
