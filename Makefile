@@ -10,6 +10,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # A portable llama.cpp build (no -march=native): the same wheel works in bundles and on other CPUs.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
+# The CPU build of torch for the embedding model; an unpinned torch pulls gigabytes of CUDA packages.
+TORCH ?= torch==2.13.0
 # OpenMP threads that spin-wait starve everything else on small machines.
 export OMP_WAIT_POLICY ?= passive
 
@@ -26,7 +28,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
 		echo "Could not create a venv. On Debian/Ubuntu: sudo apt-get install python3-venv"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -c packaging/constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 run: install

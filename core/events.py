@@ -74,6 +74,15 @@ class ToolCallFinished:
 
 
 @dataclass(frozen=True)
+class MemoryRecalled:
+    """Memories put into the model's context for this turn (automatic recall); `items` name their sources:
+    dicts with memory_id, chunk_id, kind, citation, similarity, and text (a preview)."""
+
+    items: list[dict[str, Any]]
+    event_id: str
+
+
+@dataclass(frozen=True)
 class TurnFinished:
     session_id: str
     trace_id: str
@@ -98,6 +107,7 @@ AgentEvent = (
     | AssistantDelta
     | LlmCallStarted
     | LlmCallFinished
+    | MemoryRecalled
     | ToolCallStarted
     | ApprovalResolved
     | ToolCallFinished

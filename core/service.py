@@ -113,6 +113,7 @@ class AgentCore:
         self._provider_given = provider is not None  # a provider handed in (tests) survives reconfiguring
         self._mcp: Any = None
         self.group: Any = None  # core.group.runtime.GroupRuntime while group mode is on
+        self.memory: Any = None  # core.memory.service.Memory when memory.enabled (made in start: it imports numpy)
         self._agent: Agent | None = None
         self._started = False
 
@@ -125,7 +126,12 @@ class AgentCore:
         try:
             workspace = self.settings.tools.workspace_path()
             workspace.mkdir(parents=True, exist_ok=True)
-            for tool in builtin_tools(self.db):
+            if self.settings.memory.enabled:
+                from core.memory.service import Memory
+
+                self.memory = Memory(self.db, self.settings.memory)
+                await self.memory.start()
+            for tool in builtin_tools(self.db, self.memory):
                 self.registry.register(tool)
             for name in self.settings.tools.disabled:
                 self.registry.set_enabled(name, False)
@@ -196,6 +202,12 @@ class AgentCore:
         await self.registry.aclose()
         self.registry = ToolRegistry()
         self._agent = None
+        if self.memory is not None:
+            try:
+                await self.memory.stop()
+            except Exception:
+                log.exception("stopping memory failed")
+            self.memory = None
         await self.db.stop()
 
     async def __aenter__(self) -> AgentCore:
@@ -261,8 +273,14 @@ class AgentCore:
                 self.settings.agent,
                 generation_options(self.settings.model),
                 context,
+                recall=self._recall if self.memory is not None else None,
             )
         return self._agent
+
+    async def _recall(self, question: str, remote: bool) -> Any:
+        from core.memory.recall_context import recall_for
+
+        return await recall_for(self.memory, question, remote=remote) if self.memory is not None else None
 
     # --- commands --------------------------------------------------------------------------
 

@@ -149,6 +149,27 @@ class GroupSettings(_Section):
         return self.agent_name or socket.gethostname()
 
 
+class MemorySettings(_Section):
+    """Long-term memory and the document index (core/memory/)."""
+
+    enabled: bool = Field(True, description="remember/recall/forget tools, automatic recall, the document index")
+    embedder: Literal["sentence-transformers", "gguf"] = Field(
+        "sentence-transformers", description="sentence-transformers (torch) or a GGUF embedding model (llama.cpp)"
+    )
+    model_path: str = Field(
+        "", description="embedding model: a sentence-transformers folder, or a .gguf file (default: all-MiniLM-L6-v2)"
+    )
+    auto_recall: bool = Field(True, description="put relevant memories into the model's context on each turn")
+    recall_tokens: int = Field(600, ge=0, description="most tokens of automatically recalled memories per turn")
+    recall_min_similarity: float = Field(
+        0.35, ge=-1.0, le=1.0, description="cosine similarity a memory needs to be recalled automatically"
+    )
+    chunk_chars: int = Field(1000, ge=200, le=8000, description="largest chunk of a document, in characters")
+    max_file_mb: float = Field(20.0, gt=0, description="larger files are skipped by the document index")
+    index_threads: int = Field(1, ge=1, description="CPU threads the embedding process may use")
+    idle_unload: float = Field(600.0, ge=0, description="seconds idle before the embedding model is unloaded; 0 never")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", validate_assignment=True)
 
@@ -159,6 +180,7 @@ class Settings(BaseSettings):
     paths: PathSettings = Field(default_factory=PathSettings)
     appearance: AppearanceSettings = Field(default_factory=AppearanceSettings)
     group: GroupSettings = Field(default_factory=GroupSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="detail of the log file (data folder/logs/shoal.log); secrets are always scrubbed"
     )

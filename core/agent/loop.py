@@ -12,8 +12,9 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from core import events as ev
 from core.agent.collect import CallCollector
@@ -28,6 +29,8 @@ from core.tools.executor import ToolExecutor, ToolRun
 from core.tools.registry import ApprovalDecision, ToolContext, ToolSpec
 
 log = logging.getLogger(__name__)
+# (question, remote) -> core.memory.recall_context.Recalled or None; remote: a task from a peer
+Recaller = Callable[[str, bool], Awaitable[Any]]
 
 
 @dataclass
@@ -43,6 +46,7 @@ class TurnState:
     error_parent: TraceContext | None = None  # the step a failure belongs to (default: the turn's root)
     answered: set[str] = field(default_factory=set)  # tool call ids whose result is recorded
     depth: int = 0  # delegation depth: 0 for a person's question, d + 1 for a task a peer delegated at depth d
+    memories: str = ""  # recalled memories, appended to the system prompt for this turn
 
 
 def _message_writer(session_id: str, message: ChatMessage) -> Callable[[sqlite3.Connection, Event], None]:
@@ -64,7 +68,9 @@ class Agent:
         settings: AgentSettings,
         options: GenerationOptions,
         tool_context: ToolContext,
+        recall: Recaller | None = None,
     ) -> None:
+        self.recall = recall  # automatic recall (core/memory/recall_context.py); None without memory
         self.provider = provider
         self.executor = executor
         self.timeline = timeline
@@ -103,6 +109,10 @@ class Agent:
         )
         yield ev.TurnStarted(session_id, root.trace_id, state.correlation_id, started.id)
         try:
+            if self.recall is not None:
+                recalled = await self._recalled(state, user_text, remote=parent is not None)
+                if recalled is not None:
+                    yield recalled
             async for event in self._iterate(state):
                 yield event
         except asyncio.CancelledError:
@@ -117,6 +127,18 @@ class Agent:
                 state, "error", parent.child(), status="error", name=type(error).__name__, payload=error.to_dict()
             )
             yield ev.TurnFailed(session_id, root.trace_id, error.to_dict(), failed.id)
+
+    async def _recalled(self, state: TurnState, question: str, *, remote: bool) -> ev.MemoryRecalled | None:
+        """Put relevant memories into this turn's context and record which ones (they are cited by number)."""
+        assert self.recall is not None
+        recalled = await self.recall(question, remote)
+        if recalled is None:
+            return None
+        state.memories = recalled.block
+        items = recalled.items()
+        event = await self._record(state, "memory.recall", state.root.child(), name=f"{len(items)} memories",
+                                   payload={"items": items})  # fmt: skip
+        return ev.MemoryRecalled(items, event.id)
 
     async def _iterate(self, state: TurnState) -> AsyncIterator[ev.AgentEvent]:
         tools = self.executor.registry.specs()
@@ -164,7 +186,8 @@ class Agent:
         self, state: TurnState, tools: list[ToolSpec], collector: CallCollector
     ) -> AsyncIterator[ev.AgentEvent]:
         history = await self.sessions.messages(state.session_id)
-        system = ChatMessage("system", self.settings.system_prompt)
+        prompt = self.settings.system_prompt + (f"\n\n{state.memories}" if state.memories else "")
+        system = ChatMessage("system", prompt)
         tool_tokens = sum(estimate_tokens(ChatMessage("system", json.dumps(t.to_openai()))) for t in tools)
         messages, dropped = fit_history(
             system, history, self.provider.context_window, self.options.max_tokens, tool_tokens

@@ -143,6 +143,42 @@ def m005_group(db: sqlite_utils.Database) -> None:
     db["group_tasks"].create_index(["status"])  # type: ignore[union-attr]
 
 
+@migration
+def m006_memory(db: sqlite_utils.Database) -> None:
+    """Long-term memory: sources (notes, documents, items shared by peers), their chunks with full-text search
+    and embeddings, and the folders the document index watches. Notes saved before become memory notes whose
+    embeddings are computed later (vector NULL = pending)."""
+    db.execute(
+        "CREATE TABLE memory_sources (id TEXT PRIMARY KEY, kind TEXT NOT NULL, uri TEXT NOT NULL, title TEXT NOT NULL "
+        "DEFAULT '', zone TEXT NOT NULL DEFAULT 'private', tags TEXT NOT NULL DEFAULT '', folder_id TEXT, "
+        "sha256 TEXT, size INTEGER, mtime REAL, status TEXT NOT NULL DEFAULT 'indexed', reason TEXT, "
+        "origin_agent TEXT, origin_name TEXT, origin_trace TEXT, origin_envelope TEXT, session_id TEXT, "
+        "created_at TEXT NOT NULL, updated_at TEXT NOT NULL)"
+    )
+    db.execute("CREATE UNIQUE INDEX memory_sources_uri ON memory_sources (kind, uri)")
+    db.execute("CREATE INDEX memory_sources_folder ON memory_sources (folder_id)")
+    db.execute(
+        "CREATE TABLE memory_chunks (id INTEGER PRIMARY KEY, source_id TEXT NOT NULL REFERENCES memory_sources(id) "
+        "ON DELETE CASCADE, ordinal INTEGER NOT NULL, text TEXT NOT NULL, heading TEXT NOT NULL DEFAULT '', "
+        "start INTEGER NOT NULL DEFAULT 0, end INTEGER NOT NULL DEFAULT 0, model_id TEXT, vector BLOB, "
+        "signature BLOB)"
+    )
+    db.execute("CREATE INDEX memory_chunks_source ON memory_chunks (source_id, ordinal)")
+    db.execute("CREATE INDEX memory_chunks_pending ON memory_chunks (model_id)")
+    db["memory_chunks"].enable_fts(["text", "heading"], create_triggers=True, tokenize="porter")  # type: ignore[union-attr]
+    db.execute(
+        "CREATE TABLE memory_folders (id TEXT PRIMARY KEY, path TEXT NOT NULL UNIQUE, added_at TEXT NOT NULL, "
+        "scanned_at TEXT, files INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0)"
+    )
+    db.execute(
+        "INSERT INTO memory_sources (id, kind, uri, title, tags, session_id, created_at, updated_at) "
+        "SELECT id, 'note', id, substr(text, 1, 80), coalesce(tags, ''), session_id, created_at, created_at FROM notes"
+    )
+    db.execute(
+        "INSERT INTO memory_chunks (source_id, ordinal, text, end) SELECT id, 0, text, length(text) FROM notes"
+    )
+
+
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
