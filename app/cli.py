@@ -174,7 +174,7 @@ def chat(obj: Context, session: str | None) -> None:
 
 def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-    from app import cli_config, cli_group, cli_inspect  # noqa: F401 - registers their commands
+    from app import cli_config, cli_group, cli_inspect, cli_memory  # noqa: F401 - registers their commands
 
     try:
         cli.main(prog_name="shoal", standalone_mode=True)

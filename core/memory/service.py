@@ -59,6 +59,9 @@ class Memory:
         self._pending_task: asyncio.Task[int] | None = None
         self._listeners: list[Callable[[], object]] = []
         self._started = False
+        from core.memory.documents import DocumentIndex
+
+        self.documents = DocumentIndex(self)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -80,6 +83,7 @@ class Memory:
         if not self._started:
             return
         self._started = False
+        await self.documents.stop()
         for task in (self._pending_task, self._loaded):
             if task is not None and not task.done():
                 task.cancel()
