@@ -173,6 +173,33 @@ def reembed(obj: Context) -> None:
     run_async(main())
 
 
+@memory.command("share")
+@click.argument("text")
+@click.option("--tag", "tags", multiple=True, help="a keyword (repeatable)")
+@click.option("--wait", default=15.0, show_default=True, help="seconds to wait for the broker")
+@click.pass_obj
+def share(obj: Context, text: str, tags: tuple[str, ...], wait: float) -> None:
+    """Share a note with the group: every member indexes it in its own memory, credited to this agent."""
+    import asyncio
+
+    from app.cli_group import _ephemeral_core
+
+    async def main() -> None:
+        core = await _ephemeral_core(obj, wait)
+        try:
+            if core.group.shared is None:
+                raise ConfigError(
+                    "Memory is switched off (memory.enabled = false).", "shoal config set memory.enabled true"
+                )
+            itemid = await core.group.shared.share(text, tags=list(tags))
+            await asyncio.wait_for(core.group.node.sender.drained(), wait)
+            out.print(f"Shared item {itemid} with group {core.settings.group.name}.")
+        finally:
+            await core.stop()
+
+    run_async(main())
+
+
 @memory.command("convert-model")
 @click.argument("out_file", type=click.Path(path_type=Path))
 @click.option("--from", "source", type=click.Path(path_type=Path), help="a sentence-transformers BERT folder")

@@ -99,8 +99,12 @@ class AgentCore:
         *,
         provider: Provider | None = None,
         approve: ApprovalCallback = deny_all,
+        embedder: Any = None,
     ) -> None:
+        """`embedder`: a core.memory.embed_process.EmbeddingClient to share (tests: one model process for many
+        cores); by default the memory starts its own when first used."""
         self.settings = settings
+        self._embedder = embedder
         self.history = History(settings)
         self.db = self.history.db
         self.timeline = self.history.timeline
@@ -129,7 +133,7 @@ class AgentCore:
             if self.settings.memory.enabled:
                 from core.memory.service import Memory
 
-                self.memory = Memory(self.db, self.settings.memory)
+                self.memory = Memory(self.db, self.settings.memory, client=self._embedder)
                 await self.memory.start()
             for tool in builtin_tools(self.db, self.memory):
                 self.registry.register(tool)

@@ -5,7 +5,8 @@ coroutines on the qasync loop and return at once) or await its queries from `qas
 handlers, and they listen to its signals. Core events arrive as Qt signals carrying the core's own
 frozen dataclasses (`core.events`, `core.timeline.store.Event`), so widgets render exactly what
 the core recorded. Group mode (state, roster, connecting, dispatching) lives in `bridge.group`, a
-`ui.group_bridge.GroupBridge` this bridge owns.
+`ui.group_bridge.GroupBridge` this bridge owns; long-term memory and the document index in `bridge.memory`,
+a `ui.memory_bridge.MemoryBridge`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from core.timeline.sessions import SearchHit, SessionInfo, TranscriptEntry
 from core.timeline.store import Event, EventNode
 from core.tools.registry import ApprovalDecision, ToolSpec
 from ui.group_bridge import GroupBridge
+from ui.memory_bridge import MemoryBridge
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class Bridge(QObject):
         self.core = core
         self.broker = broker
         self.group = GroupBridge(core, loaded, self)  # `loaded`: where connecting to a group saves its settings
+        self.memory = MemoryBridge(core, self)
         self._turns: dict[str, Turn] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         core.timeline.add_listener(self.timelineEvent.emit)

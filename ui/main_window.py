@@ -1,6 +1,7 @@
-"""The main window: chat in the middle; the timeline, the tools and the group as docks a person can move, resize
-and hide. The group dock shares the tools dock's place as a tab (both are short lists beside the timeline), and
-the status bar says whether this agent is in its group, so a dropped connection is seen without opening the pane.
+"""The main window: chat in the middle; the timeline, memory, the tools and the group as docks a person can move,
+resize and hide. The group dock shares the tools dock's place as a tab (both are short lists beside the timeline),
+the memory dock shares the timeline's (both want height: results and a detail view), and the status bar says
+whether this agent is in its group, so a dropped connection is seen without opening the pane.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMe
 
 from ui.bridge import Bridge
 from ui.panes.chat import ChatPane
+from ui.panes.memory import MemoryPane
 from ui.panes.roster import RosterPane
 from ui.panes.timeline import TimelinePane
 from ui.panes.tools import ToolsPane
@@ -40,15 +42,19 @@ class MainWindow(QMainWindow):
         self.timeline = TimelinePane(bridge, self)
         self.tools = ToolsPane(bridge, self)
         self.roster = RosterPane(bridge, self)
+        self.memory = MemoryPane(bridge, self)
         self.connect_dialog: QWidget | None = None
         self.timeline_dock = self._dock("Timeline", self.timeline, "timeline")
         self.tools_dock = self._dock("Tools", self.tools, "tools")
         self.group_dock = self._dock("Group", self.roster, "group")
+        self.memory_dock = self._dock("Memory", self.memory, "memory")
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.timeline_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.tools_dock)
         self.splitDockWidget(self.timeline_dock, self.tools_dock, Qt.Orientation.Vertical)
         self.tabifyDockWidget(self.tools_dock, self.group_dock)
+        self.tabifyDockWidget(self.timeline_dock, self.memory_dock)
         self.tools_dock.raise_()
+        self.timeline_dock.raise_()
         self.resizeDocks([self.timeline_dock], [460], Qt.Orientation.Horizontal)
         self.resizeDocks([self.timeline_dock, self.tools_dock], [520, 280], Qt.Orientation.Vertical)
         self._status_model = QLabel("starting…")
@@ -105,6 +111,7 @@ class MainWindow(QMainWindow):
             (self.timeline_dock, "Ctrl+Shift+T"),
             (self.tools_dock, "Ctrl+Shift+O"),
             (self.group_dock, "Ctrl+Shift+G"),
+            (self.memory_dock, "Ctrl+Shift+M"),
         )
         for dock, key in docks:
             toggle = dock.toggleViewAction()
@@ -125,7 +132,9 @@ class MainWindow(QMainWindow):
 
     async def start(self) -> None:
         """Load every pane's data once the core is running."""
-        await asyncio.gather(self.chat.start(), self.timeline.start(), self.tools.start(), self.roster.start())
+        await asyncio.gather(
+            self.chat.start(), self.timeline.start(), self.tools.start(), self.roster.start(), self.memory.start()
+        )
 
     # --- reactions ---------------------------------------------------------------------------
 

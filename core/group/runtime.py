@@ -16,6 +16,7 @@ from core.errors import ToolError
 from core.group.dispatch import Dispatcher, TaskHandle
 from core.group.node import GroupNode
 from core.group.roster import Member
+from core.group.shared_memory import SharedMemory, ShareMemoryTool
 from core.group.worker import SkillCall, Worker, echo_runner
 from core.settings import GroupSettings
 from core.tools.registry import RiskTier, Tool, ToolContext, ToolOutput, ToolSpec
@@ -47,12 +48,18 @@ class GroupRuntime:
         )
         self.dispatcher = Dispatcher(self.node)
         self.worker = Worker(self.node, {"echo": echo_runner, "agent": self._agent_runner})
+        self.shared: SharedMemory | None = None
+        if core.memory is not None:  # items peers share are indexed in this agent's own memory
+            self.shared = SharedMemory(self.node, core.memory)
+            self.shared.attach()
 
     async def start(self) -> None:
         await self.node.start()
         if not self.node.ephemeral:
             self.core.registry.register(DelegateTool(self))
             self.core.registry.register(AskPeerTool(self))
+            if self.shared is not None:
+                self.core.registry.register(ShareMemoryTool(self.shared))
 
     async def stop(self, timeout: float = 5.0) -> None:
         await self.worker.close(timeout)

@@ -1,16 +1,23 @@
-"""Hybrid retrieval: full-text (FTS5, bm25) and vector similarity, fused by reciprocal rank.
+"""Hybrid retrieval: full-text (FTS5) and vector similarity, combined.
 
-Why both: embeddings find the paraphrase ("my flight" for "the plane ticket") but blur rare exact tokens
-(an error code, a name, a file name), which full text finds and embeddings miss. Reciprocal rank fusion
-(score = sum of 1 / (K + rank) over the lists a chunk appears in) needs no calibration between bm25 scores
-and cosine similarities, and a chunk ranked well by both wins. tests/data/memory_eval.json measures that
-hybrid beats either method alone (tests/integration/test_memory_quality.py).
+Why both: embeddings find the paraphrase ("my plane" for "my flight") but blur rare exact tokens (an error
+code, a name, a file name), which full text finds and embeddings miss. Candidates come from both: the nearest
+vectors (sign-bit scan, exact rescoring: core/memory/vectors.py) and the best bm25 matches. Each candidate is
+scored `cosine similarity + KEYWORD_WEIGHT x keyword coverage`, where coverage is the idf-weighted share of the
+query's content words the chunk contains (so "E4412" counts for much more than "error").
+
+Why not reciprocal rank fusion: measured on tests/data/memory_eval.json, RRF scored below vectors alone
+(MRR 0.92 against 0.98), because a chunk that full text ranks first on a stray common word beats the true
+answer that full text missed altogether (absent from a list counts zero). Absolute similarity plus
+coverage keeps both signals calibrated: MRR 1.00 there, against 0.98 (vectors) and 0.48 (full text).
+`fuse` (RRF) stays for bench/memory.py's comparison.
 
 Everything here runs on the database thread in one read, so a query sees one consistent snapshot.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -22,6 +29,7 @@ from core.memory import store
 from core.memory.vectors import MIN_CANDIDATES, VectorIndex, signature
 
 RRF_K = 60
+KEYWORD_WEIGHT = 0.4  # a chunk holding every (idf-weighted) query term gains this much cosine similarity
 Mode = Literal["hybrid", "vector", "text"]
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -64,18 +72,119 @@ class Hit:
         return f"note {self.source_id[-8:]}"
 
 
+# Function words match almost every chunk and drown the words that matter (a question's "when does my …");
+# they are dropped unless the query has nothing else.
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "he",
+        "her",
+        "him",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "no",
+        "not",
+        "of",
+        "on",
+        "or",
+        "our",
+        "she",
+        "should",
+        "so",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+    ]
+)
+
+
 def fts_match(text: str) -> str:
     """Any word of the query (quoted, so FTS5 syntax in it is inert); rank rewards matching more of them."""
-    words = [w for w in _WORD.findall(text.lower()) if len(w) > 1 or w.isdigit()]
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+    return " OR ".join(f'"{w}"' for w in content_terms(text))
 
 
 def fuse(*ranked: list[int], k: int = RRF_K) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion, kept for bench/memory.py's comparison (see the module docstring)."""
     scores: dict[int, float] = {}
     for ids in ranked:
         for rank, chunk_id in enumerate(ids, start=1):
             scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (k + rank)
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def content_terms(text: str) -> list[str]:
+    words = [w for w in _WORD.findall(text.lower()) if len(w) > 1 or w.isdigit()]
+    return list(dict.fromkeys([w for w in words if w not in STOPWORDS] or words))
+
+
+def keyword_coverage(conn: sqlite3.Connection, terms: list[str], candidates: list[int]) -> dict[int, float]:
+    """Per candidate chunk, the share of the query's terms it contains, each term weighted by its rarity
+    (idf over all chunks; FTS5 does the matching, so stemming agrees with the full-text index). 1.0: every
+    term is in the chunk; a rare code or name outweighs common words."""
+    if not terms or not candidates:
+        return {}
+    total = store.chunk_count(conn)
+    matched: dict[int, float] = {}
+    weight_sum = 0.0
+    marks = ", ".join("?" * len(candidates))
+    for term in terms:
+        phrase = f'"{term}"'
+        df = conn.execute("SELECT count(*) FROM memory_chunks_fts WHERE memory_chunks_fts MATCH ?", (phrase,))
+        weight = math.log(1 + total / (int(df.fetchone()[0]) + 1))
+        weight_sum += weight
+        sql = f"SELECT rowid FROM memory_chunks_fts WHERE memory_chunks_fts MATCH ? AND rowid IN ({marks})"
+        for (rowid,) in conn.execute(sql, [phrase, *candidates]):
+            matched[int(rowid)] = matched.get(int(rowid), 0.0) + weight
+    return {chunk_id: value / weight_sum for chunk_id, value in matched.items()} if weight_sum else {}
 
 
 def vector_ranking(
@@ -125,7 +234,19 @@ def search(
     match = fts_match(text)
     if match and mode != "vector":
         by_text = [chunk_id for chunk_id, _ in store.fts(conn, match, pool, filters)]
-    fused = fuse(by_vector, by_text)[:limit]
+    coverage: dict[int, float] = {}
+    if mode != "vector":
+        candidates = list(dict.fromkeys([*by_vector, *by_text]))
+        coverage = keyword_coverage(conn, content_terms(text), candidates)
+        missing = [c for c in by_text if c not in similarity]
+        if query is not None and missing:  # text-only finds get a similarity too, so both signals rank them
+            ids, matrix = store.vectors(conn, missing, model_id)
+            if ids:
+                similarity.update(zip(ids, (float(x) for x in matrix @ query.astype(np.float32)), strict=True))
+    text_order = {chunk_id: n for n, chunk_id in enumerate(by_text)}
+    scored = [(c, similarity.get(c, 0.0) + KEYWORD_WEIGHT * coverage.get(c, 0.0)) for c in {*by_vector, *by_text}]
+    scored.sort(key=lambda item: (-item[1], text_order.get(item[0], len(text_order)), item[0]))
+    fused = scored[:limit]
     rows = store.chunks(conn, [chunk_id for chunk_id, _ in fused])
     vector_rank = {chunk_id: n for n, chunk_id in enumerate(by_vector, start=1)}
     text_rank = {chunk_id: n for n, chunk_id in enumerate(by_text, start=1)}

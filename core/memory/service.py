@@ -48,6 +48,7 @@ class Memory:
     def __init__(self, db: Database, settings: MemorySettings, *, client: EmbeddingClient | None = None) -> None:
         self.db = db
         self.settings = settings
+        self._owns_client = client is None  # a client handed in (tests share one) is stopped by its owner
         self.client = client or EmbeddingClient(
             settings.embedder, settings.model_path, threads=settings.index_threads, idle_unload=settings.idle_unload
         )
@@ -89,7 +90,8 @@ class Memory:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, timeout)
-        await self.client.stop(timeout)
+        if self._owns_client:
+            await self.client.stop(timeout)
 
     async def _load_index(self) -> None:
         def load(conn: Any) -> tuple[int, int, list[tuple[SourceRow, list[int], np.ndarray]]]:
@@ -287,9 +289,7 @@ class Memory:
 
     async def stats(self) -> dict[str, Any]:
         model_id = self.model_id
-        data = await self.db.read(
-            lambda conn: {**store.stats(conn), "pending": store.count_pending(conn, model_id) if model_id else None}
-        )
+        data = await self.db.read(lambda conn: {**store.stats(conn), "pending": store.count_pending(conn, model_id)})
         return {
             **data,
             "model": model_id,

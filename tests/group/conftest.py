@@ -22,3 +22,6 @@ def fresh_broker() -> Iterator[TansuBroker]:
     """A broker of the test's own, for tests that restart or stop it (an outage would break the shared one)."""
     with TansuBroker() as broker:
         yield broker
+
+
+from tests.fixtures.memory import embedding_client  # noqa: E402, F401 - the shared embedding model process

@@ -43,3 +43,6 @@ def endless_model(models_dir: Path) -> Path:
 def llama_server(plain_model: Path) -> Iterator[LlamaServer]:
     with LlamaServer(plain_model, n_ctx=4096) as server:
         yield server
+
+
+from tests.fixtures.memory import embedding_client  # noqa: E402, F401 - the shared embedding model process

@@ -33,6 +33,8 @@ from ui.tasks import spawn
 from ui.widgets.composer import Composer
 from ui.widgets.find_bar import FindBar
 from ui.widgets.live_turns import LiveTurns
+from ui.widgets.memory_citations import live_part
+from ui.widgets.memory_format import answer_memories
 from ui.widgets.message_view import MessageView
 from ui.widgets.thread_list import ThreadList
 from ui.widgets.transcript_format import Notice
@@ -224,9 +226,11 @@ class ChatPane(QWidget):
         self._generation += 1
         generation = self._generation
         entries = await self.bridge.transcript(sid)
+        turns = await self.bridge.memory.recalled_in(sid)
         if generation != self._generation or sid != self._session_id:
             return
-        self.view.show_transcript(entries, self._notices.get(sid), self._live.get(sid))
+        memories = answer_memories(entries, turns)
+        self.view.show_transcript(entries, self._notices.get(sid), self._live.get(sid), memories)
         self.view.set_regenerate_enabled(not self.bridge.is_busy(sid))
         self.transcriptShown.emit(sid)
 
@@ -283,6 +287,13 @@ class ChatPane(QWidget):
             self.view.live_changed()
 
     def _on_event(self, sid: str, event: object) -> None:
+        if isinstance(event, ev.MemoryRecalled):  # listed under the answer as "Memories used: [1] …"
+            parts = self._live.get(sid)
+            if parts is not None:
+                parts.append(live_part(event.items))
+                if sid == self._session_id:
+                    self.view.live_changed()
+            return
         if self._live.add_event(sid, event) and sid == self._session_id:
             self.view.live_changed()
 

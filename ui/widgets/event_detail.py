@@ -63,6 +63,8 @@ def describe(event: Event) -> str:
     ]
     width = max(len(key) for key, _ in rows)
     head = "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
+    if event.kind == "memory.recall":  # the citations as the answer numbers them, before the raw payload
+        head += f"\n\nmemories given to the model (cited as [n]):\n{fmt.recall_summary(event)}"
     return f"{head}\n\npayload:\n{fmt.pretty_json(event.payload)}"
 
 

@@ -25,11 +25,12 @@ KIND_COLORS = {
     "group.sent": "#0284c7",
     "group.received": "#0891b2",
     "group.dropped": "#dc2626",
+    "memory.recall": "#db2777",
 }
 ERROR_COLOR = "#e04848"
 STATUS_COLORS = {"error": ERROR_COLOR, "denied": "#d97706", "cancelled": "#8a8a8a", "max_iterations": "#d97706"}
 
-FILTERS = ("All", "LLM calls", "Tool calls", "Approvals", "Group", "Errors")
+FILTERS = ("All", "LLM calls", "Tool calls", "Approvals", "Memory", "Group", "Errors")
 
 _DECISIONS = {
     "approve_once": "approved once",
@@ -66,6 +67,8 @@ def matches(event: Event, category: str) -> bool:
         return event.kind.startswith("tool.")
     if category == "Approvals":
         return event.kind == "approval"
+    if category == "Memory":
+        return event.kind.startswith("memory.") or event.name in ("remember", "recall", "forget")
     if category == "Group":
         return event.kind.startswith("group.")
     if category == "Errors":
@@ -99,7 +102,33 @@ def label(event: Event) -> str:
         return f"turn.end · {event.status}, {p.get('iterations', '?')} model call(s)"
     if kind in ("group.sent", "group.received", "group.dropped"):
         return group_label(event)
+    if kind == "memory.recall":
+        return recall_label(event)
     return f"{kind} · {event.name}" if event.name else kind
+
+
+def recalled_items(event: Event) -> list[dict[str, Any]]:
+    items = event.payload.get("items")
+    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
+def recall_label(event: Event) -> str:
+    """`Recalled 2 memories: note 1a2b3c4d, plan.md — Budget`: what automatic recall put before the model."""
+    items = recalled_items(event)
+    noun = "memory" if len(items) == 1 else "memories"
+    cited = ", ".join(str(i.get("citation", "?")) for i in items)
+    return f"Recalled {len(items)} {noun}: {short(cited, 70)}" if items else "Recalled no memories"
+
+
+def recall_summary(event: Event) -> str:
+    """The detail view's readable part for a recall: each memory as the answer cites it, with its text."""
+    lines = []
+    for n, item in enumerate(recalled_items(event), start=1):
+        similarity = item.get("similarity")
+        close = f"  ({float(similarity) * 100:.0f}% match)" if isinstance(similarity, (int, float)) else ""
+        lines.append(f"[{n}] {item.get('citation', '?')}{close}")
+        lines.append(f"    {short(str(item.get('text', '')), 300)}")
+    return "\n".join(lines)
 
 
 def _short_type(event_type: str) -> str:
@@ -166,6 +195,7 @@ def tooltip(event: Event) -> str:
         "group.sent": _group_text(p.get("data", {})),
         "group.received": _group_text(p.get("data", {})),
         "group.dropped": f"{p.get('reason', '')}: {p.get('detail', '')}",
+        "memory.recall": recall_summary(event),
     }.get(event.kind)
     head = f"{event.kind} · {event.name}" if event.name else event.kind
     return f"{head}\n{str(text)[:2000]}" if text else head

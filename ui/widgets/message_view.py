@@ -9,6 +9,7 @@ so a fast token stream never re-lays out the whole thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from PySide6.QtCore import QPoint, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
@@ -25,7 +26,9 @@ from PySide6.QtWidgets import QFrame, QMenu, QTextBrowser, QWidget
 
 from core.timeline.sessions import TranscriptEntry
 from ui.widgets.doc_writer import DocWriter
+from ui.widgets.memory_citations import MEMORY_PART, items_of, write_memories
 from ui.widgets.transcript_format import Colors, Notice, Part, meta_line, tool_line
+from ui.widgets.transcript_format import paragraphs as _paragraphs
 
 LIVE_RENDER_MS = 40
 COLUMN = 860  # widest text column: long lines are hard to read on a wide window
@@ -54,6 +57,7 @@ class MessageView(QTextBrowser):
         self._entries: list[TranscriptEntry] = []
         self._ranges: list[_Range] = []
         self._results: dict[str | None, str] = {}
+        self._memories: dict[int, list[dict[str, Any]]] = {}  # answer index -> memories recalled for its turn
         self._called: set[str] = set()
         self._last_assistant = -1
         self._can_regenerate = True
@@ -74,12 +78,18 @@ class MessageView(QTextBrowser):
     # --- what the pane calls -------------------------------------------------------------------
 
     def show_transcript(
-        self, entries: list[TranscriptEntry], notice: Notice | None = None, live: list[Part] | None = None
+        self,
+        entries: list[TranscriptEntry],
+        notice: Notice | None = None,
+        live: list[Part] | None = None,
+        memories: dict[int, list[dict[str, Any]]] | None = None,
     ) -> None:
-        """Render a whole thread; `live` (by reference) is the answer still streaming, if any."""
+        """Render a whole thread; `live` (by reference) is the answer still streaming, if any; `memories` the
+        memories each answer's turn recalled (`memory_format.answer_memories`), listed under that answer."""
         stick, scrolled = self._at_bottom(), self.verticalScrollBar().value()
         self._timer.stop()
         self._entries, self._live, self._ranges = list(entries), live, []
+        self._memories = dict(memories or {})
         self._results = {e.message.tool_call_id: e.message.content for e in entries if e.message.role == "tool"}
         self._called = {call.id for e in entries for call in e.message.tool_calls}
         self._last_assistant = max((i for i, e in enumerate(entries) if e.message.role == "assistant"), default=-1)
@@ -270,6 +280,7 @@ class MessageView(QTextBrowser):
         if entry.message.content:
             self._w.block(cursor, top=4)
             self._w.markdown(cursor, entry.message.content)
+            write_memories(self._w, self._memories.get(index, []))
             self._write_footer(index, entry)
         if entry.message.content:
             self._ranges.append(_Range(start, self._w.end().position(), index, entry.message.content))
@@ -348,6 +359,7 @@ class MessageView(QTextBrowser):
         self._frozen, self._frozen_end = (list(settled) if self._live else None), self._w.end().position()
         for unit in tail:
             self._write_unit(unit)
+        write_memories(self._w, items_of(self._live))
         text = "".join(value for kind, value in units if kind == "text")
         self._ranges = [r for r in self._ranges if r.index >= 0]
         self._ranges.append(_Range(self._live_start, self._w.end().position(), -1, text))
@@ -381,25 +393,10 @@ class MessageView(QTextBrowser):
             self.regenerateRequested.emit()
 
 
-def _paragraphs(text: str) -> list[str]:
-    """Split streamed Markdown at blank lines that are outside code fences (safe places to render apart)."""
-    pieces, start, fence_open, search = [], 0, False, 0
-    while True:
-        cut = text.find("\n\n", search)
-        if cut < 0:
-            break
-        fence_open ^= text.count("```", search, cut) % 2 == 1
-        search = cut + 2
-        if not fence_open:
-            pieces.append(text[start:search])
-            start = search
-    pieces.append(text[start:])
-    return [p for p in pieces if p] or [""]
-
-
 def _live_units(live: list[Part]) -> list[Part]:
     """Tool lines and text paragraphs, in order: the units the live region is written in."""
     units: list[Part] = []
     for kind, value in live:
-        units += [("text", p) for p in _paragraphs(value)] if kind == "text" else [(kind, value)]
+        if kind != MEMORY_PART:  # listed after the answer, not where the event arrived
+            units += [("text", p) for p in _paragraphs(value)] if kind == "text" else [(kind, value)]
     return units or [("text", "")]

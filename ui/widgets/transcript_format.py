@@ -79,6 +79,22 @@ def meta_line(entry: TranscriptEntry) -> str:
     return " · ".join(bits)
 
 
+def paragraphs(text: str) -> list[str]:
+    """Split streamed Markdown at blank lines that are outside code fences (safe places to render apart)."""
+    pieces, start, fence_open, search = [], 0, False, 0
+    while True:
+        cut = text.find("\n\n", search)
+        if cut < 0:
+            break
+        fence_open ^= text.count("```", search, cut) % 2 == 1
+        search = cut + 2
+        if not fence_open:
+            pieces.append(text[start:search])
+            start = search
+    pieces.append(text[start:])
+    return [p for p in pieces if p] or [""]
+
+
 def mix(a: QColor, b: QColor, t: float) -> QColor:
     """`a` moved a fraction `t` towards `b`: tints that follow the theme instead of fixed colours."""
     return QColor(

@@ -1,0 +1,143 @@
+"""Shared memory: an agent publishes a memory item to the group's `memory` topic; every member that reads it
+indexes it in its own memory, with provenance (who shared it, when, and the trace it belongs to).
+
+No central index exists: each agent embeds the items it receives with its own model, so retrieval works
+offline and with any mix of embedding models across the group. Items are broadcast (every member reads the
+whole topic) and keyed by the sharer's agent id. A repeat (a redelivery, or the same item shared again) replaces
+the earlier copy, since items are stored by (sharer, item id). Large items travel by reference like any other
+payload (`group.max_inline_bytes`, core/group/claimcheck.py).
+
+Zones: an item carries its sharer's zone. A member indexes items of the `public` and `shared` zones and of
+its own zone; private zones are end-to-end encrypted for their members (group operations), and until then an
+item from another private zone is not indexed (logged).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from core.errors import UserError
+from core.group.envelope import MEMORY_ITEM
+from core.group.intake import Incoming
+from core.memory.store import SourceRow
+from core.timeline.ids import new_id, now_iso
+from core.timeline.store import Event
+from core.tools.registry import RiskTier, Tool, ToolContext, ToolOutput, ToolSpec
+
+log = logging.getLogger(__name__)
+OPEN_ZONES = frozenset({"public", "shared"})
+MAX_SHARED_CHARS = 200_000  # a shared item is a note or a short document, not a corpus
+
+
+class SharedMemory:
+    def __init__(self, node: Any, memory: Any) -> None:
+        self.node = node  # core.group.node.GroupNode
+        self.memory = memory  # core.memory.service.Memory
+        self.received = 0
+        self.refused = 0
+
+    def attach(self) -> None:
+        self.node.on(MEMORY_ITEM, self.receive)
+
+    async def share(
+        self, text: str, *, tags: list[str] | None = None, title: str = "", session_id: str = "", parent: Any = None
+    ) -> str:
+        """Publish `text` to the group (and keep it in this agent's memory too). Returns the item id."""
+        text = text.strip()
+        if not text:
+            raise UserError("Nothing to share: the text is empty.", "Pass the text to share.")
+        if len(text) > MAX_SHARED_CHARS:
+            raise UserError(
+                f"The item is {len(text)} characters; the limit is {MAX_SHARED_CHARS}.",
+                "Share a summary, or put the document in a shared folder.",
+            )
+        itemid, now = new_id(), now_iso()
+        data = {
+            "itemid": itemid,
+            "text": text,
+            "tags": list(tags or []),
+            "title": title or text[:80],
+            "source": "note",
+            "createdat": now,
+        }
+        envelope, _ = await self.node.publish(
+            MEMORY_ITEM,
+            data,
+            suffix="memory",
+            key=self.node.agent_id,
+            correlationid=itemid,
+            parent=parent,
+            session_id=session_id,
+        )
+        await self._store(envelope, data, self.node.agent_id, self.node.settings.display_name())
+        return itemid
+
+    async def receive(self, incoming: Incoming, event: Event) -> None:
+        envelope = incoming.envelope
+        if envelope.agentid == self.node.agent_id:
+            return  # our own item: stored when it was shared
+        own_zone = self.node.settings.zone
+        if envelope.zone not in OPEN_ZONES and envelope.zone != own_zone:
+            self.refused += 1
+            log.info(
+                "memory item %s from zone %s not indexed (this agent is in %s)", envelope.id, envelope.zone, own_zone
+            )
+            return
+        data = envelope.data or {}
+        if not isinstance(data.get("text"), str) or not data.get("itemid"):
+            log.warning("memory item %s without text or itemid: ignored", envelope.id)
+            return
+        member = self.node.roster.get(envelope.agentid)
+        await self._store(envelope, data, envelope.agentid, member.name if member else "")
+        self.received += 1
+
+    async def _store(self, envelope: Any, data: dict[str, Any], agentid: str, name: str) -> None:
+        created = str(data.get("createdat") or envelope.time)
+        raw_tags = data.get("tags")
+        tags: list[Any] = raw_tags if isinstance(raw_tags, list) else []
+        source = SourceRow(
+            id=new_id(),
+            kind="shared",
+            uri=f"{agentid}:{data['itemid']}",
+            title=str(data.get("title") or data["text"][:80]),
+            zone=envelope.zone,
+            tags=" ".join(str(t) for t in tags),
+            origin_agent=agentid,
+            origin_name=name,
+            origin_trace=envelope.trace.trace_id,
+            origin_envelope=envelope.id,
+            created_at=created,
+            updated_at=now_iso(),
+        )
+        await self.memory.put(source, self.memory.chunks_of(str(data["text"]), "text"))
+
+
+class ShareMemoryTool(Tool):
+    spec = ToolSpec(
+        name="share_memory",
+        description=(
+            "Share a fact or note with every agent of the group (they index it in their own memory, "
+            "credited to you). Use for knowledge useful to peers; never for private data."
+        ),
+        parameters={
+            "type": "object",
+            "properties": {
+                "text": {"type": "string", "minLength": 1, "description": "self-contained text to share"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["text"],
+            "additionalProperties": False,
+        },
+        risk=RiskTier.HIGH,  # it leaves this machine
+        source="group",
+    )
+
+    def __init__(self, shared: SharedMemory) -> None:
+        self.shared = shared
+
+    async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
+        itemid = await self.shared.share(
+            args["text"], tags=args.get("tags") or [], session_id=ctx.session_id, parent=ctx.trace
+        )
+        return ToolOutput(f"Shared with the group (item {itemid[-8:]}).", {"itemid": itemid})

@@ -1,0 +1,183 @@
+"""Memory over the real embedding model and real SQLite: recall by meaning, filters, forgetting, documents
+(re-indexing, skipping bad files), migration of old notes, model changes, and a model that cannot run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from core.errors import BugError, UserError
+from core.memory.embed_process import EmbeddingClient
+from core.memory.retrieval import RecallFilter
+from core.timeline.db import Database
+from core.timeline.migrations import migrate
+from tests.fixtures.memory import memory_at
+
+NOTES = [
+    "My flight to Lisbon leaves on March 3 at 9:40 from terminal 2.",
+    "The office wireless network password is tangerine42.",
+    "Alice prefers green tea without sugar when she visits.",
+    "Error E4412 from the backup tool means the disk quota is exceeded.",
+]
+
+
+async def test_recall_finds_a_paraphrase_that_shares_no_word(tmp_path: Path, embedding_client: EmbeddingClient) -> None:
+    async with memory_at(tmp_path, embedding_client) as memory:
+        for note in NOTES:
+            saved = await memory.remember(note)
+            assert saved.embedded and saved.warning == ""
+        query = "when does my plane depart"
+        assert await memory.recall(query, mode="text") == []  # no word in common: full text alone finds nothing
+        hits = await memory.recall(query, limit=2)
+        assert hits[0].text == NOTES[0]
+        assert hits[0].similarity is not None and hits[0].similarity > hits[1].similarity  # type: ignore[operator]
+        assert hits[0].vector_rank == 1 and hits[0].text_rank is None
+        exact = await memory.recall("E4412", limit=1)  # a rare token: full text ranks it first as well
+        assert exact[0].text == NOTES[3] and exact[0].text_rank == 1
+
+
+async def test_forget_by_short_id_and_filters(tmp_path: Path, embedding_client: EmbeddingClient) -> None:
+    async with memory_at(tmp_path, embedding_client) as memory:
+        ids = [(await memory.remember(note)).source_id for note in NOTES]
+        gone = await memory.forget(ids[2][-8:])
+        assert gone.id == ids[2]
+        assert all(h.source_id != ids[2] for h in await memory.recall("what does Alice drink", limit=10))
+        with pytest.raises(UserError, match="No memory has the id"):
+            await memory.forget(ids[2])
+        assert await memory.recall("password", filters=RecallFilter(kinds=frozenset({"document"}))) == []
+        future = (datetime.now(UTC) + timedelta(days=1)).timestamp()
+        assert await memory.recall("password", filters=RecallFilter(since=future)) == []
+        recent = await memory.recall("password", filters=RecallFilter(since=future - 3 * 86400))
+        assert recent and recent[0].source_id == ids[1]
+        stats = await memory.stats()
+        assert stats["sources"] == {"note": 3} and stats["pending"] == 0 and stats["indexed_vectors"] == 3
+
+
+async def test_reindexing_a_changed_file_replaces_its_chunks(tmp_path: Path, embedding_client: EmbeddingClient) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    guide = docs / "guide.md"
+    guide.write_text("# Garden\n\nTomatoes need six hours of sun.\n\n## Water\n\nWater the beds deeply twice a week.\n")
+    (docs / "other.txt").write_text("Unrelated text about invoices and payments.")
+    async with memory_at(tmp_path, embedding_client) as memory:
+        folder = await memory.documents.add_folder(docs)
+        first = await memory.documents.scan(folder["id"])
+        assert (first.indexed, first.skipped, first.unchanged) == (2, 0, 0)
+        hit = (await memory.recall("how often should I water", limit=1))[0]
+        assert hit.kind == "document" and "twice a week" in hit.text and hit.heading == "Garden > Water"
+        assert hit.citation() == "Garden — Garden > Water"
+
+        guide.write_text("# Garden\n\nTomatoes need six hours of sun.\n\n## Water\n\nWater daily during heat waves.\n")
+        os.utime(guide, (1, 1))  # a different modification time, whatever the clock's resolution
+        second = await memory.documents.scan(folder["id"])
+        assert (second.indexed, second.unchanged) == (1, 1)
+        assert await memory.recall("twice", mode="text") == []  # the old chunk is gone from full text
+        texts = [h.text for h in await memory.recall("how often should I water", limit=5)]
+        assert any("heat waves" in t for t in texts) and not any("twice a week" in t for t in texts)
+
+        (docs / "other.txt").unlink()
+        third = await memory.documents.scan(folder["id"])
+        assert (third.removed, third.unchanged) == (1, 1)
+        assert await memory.recall("invoices", mode="text") == []
+        with pytest.raises(UserError, match="overlaps"):
+            await memory.documents.add_folder(docs / "..")
+
+
+async def test_corrupt_huge_and_binary_files_are_skipped_with_a_logged_reason(
+    tmp_path: Path, embedding_client: EmbeddingClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj <<\n garbage that never ends")
+    (docs / "blob.txt").write_bytes(bytes(range(256)) * 40)
+    with (docs / "huge.md").open("wb") as handle:
+        handle.truncate(3_000_000)  # sparse: 3 MB over a 1 MB limit, nothing written
+    (docs / "fine.md").write_text("# Fine\n\nThis one is indexed.\n")
+    caplog.set_level(logging.INFO, logger="core.memory.documents")
+    async with memory_at(tmp_path, embedding_client, max_file_mb=1.0) as memory:
+        folder = await memory.documents.add_folder(docs)
+        result = await memory.documents.scan(folder["id"])
+        reasons = dict(result.skipped_files)
+        assert (result.indexed, result.skipped) == (1, 3)
+        assert reasons[str(docs / "broken.pdf")].startswith("corrupt PDF")
+        assert reasons[str(docs / "blob.txt")] == "binary file"
+        assert reasons[str(docs / "huge.md")].startswith("too large")
+        status = await memory.documents.status()
+        assert status["documents"] == 1 and len(status["skipped"]) == 3
+        assert f"skipped {docs / 'blob.txt'}: binary file" in caplog.text
+
+
+async def test_notes_saved_before_memory_existed_are_migrated_and_embedded(
+    tmp_path: Path, embedding_client: EmbeddingClient
+) -> None:
+    path = tmp_path / "memory-test.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, upto=5)  # the schema before memory (m006)
+    conn.execute(
+        "INSERT INTO notes (id, text, tags, created_at) VALUES ('n1', 'The spare key is under the blue flowerpot.', "
+        "'home', '2026-01-02T03:04:05.000000Z')"
+    )
+    conn.close()
+    async with memory_at(tmp_path, embedding_client) as memory:
+        await memory.embed_pending()
+        stats = await memory.stats()
+        assert stats["sources"] == {"note": 1} and stats["pending"] == 0 and stats["indexed_vectors"] == 1
+        hit = (await memory.recall("where can I find a key to get into the house", limit=1))[0]
+        assert hit.source_id == "n1" and hit.similarity is not None and hit.created_at.startswith("2026-01-02")
+
+
+async def test_a_changed_model_re_embeds_every_chunk(tmp_path: Path, embedding_client: EmbeddingClient) -> None:
+    async with memory_at(tmp_path, embedding_client) as memory:
+        for note in NOTES:
+            await memory.remember(note)
+    db = Database(tmp_path / "memory-test.db")
+    await db.start()
+    await db.write(lambda c: c.execute("UPDATE memory_chunks SET model_id = 'st:another-model:1'"))
+    await db.stop()
+    async with memory_at(tmp_path, embedding_client) as memory:
+        assert (await memory.stats())["pending"] == 4 and len(memory.index) == 0
+        await memory.embed_pending()
+        assert (await memory.stats())["pending"] == 0 and len(memory.index) == 4
+        assert (await memory.recall("when does my plane depart", limit=1))[0].text == NOTES[0]
+
+
+async def test_without_a_model_notes_are_kept_and_found_by_full_text(tmp_path: Path) -> None:
+    async with memory_at(tmp_path, None, model_path=str(tmp_path / "no-such-model")) as memory:
+        assert memory.problem is not None and "does not exist" in memory.problem.message
+        saved = await memory.remember("The boiler service is booked for Monday.")
+        assert not saved.embedded and "full-text search only" in saved.warning
+        hits = await memory.recall("boiler")
+        assert [h.source_id for h in hits] == [saved.source_id] and hits[0].similarity is None
+        stats = await memory.stats()
+        assert stats["pending"] == 1 and stats["problem"]["actor"] == "config"
+
+
+async def test_a_crashed_model_process_is_reported_then_restarted_and_an_idle_one_unloaded(tmp_path: Path) -> None:
+    client = EmbeddingClient("sentence-transformers", "", threads=1, idle_unload=1.0)
+    try:
+        first = await client.embed(["hello there"])
+        assert first.shape == (1, 384) and client.loads == 1
+        client._process.kill()  # the model's process dies between requests: the next one starts it again
+        client._process.join(5)
+        again = await client.embed(["hello there"])
+        assert client.loads == 2 and float(again[0] @ first[0]) > 0.999
+
+        busy = asyncio.ensure_future(client.embed([f"sentence {n} of a long batch" for n in range(3000)]))
+        await asyncio.sleep(1.0)
+        client._process.kill()  # ... and during one: that request fails with a clear error
+        with pytest.raises(BugError, match="embedding process stopped"):
+            await busy
+        assert (await client.embed(["hello there"])).shape == (1, 384) and client.loads == 3
+        for _ in range(100):  # unloaded after a second without use
+            if not client.running:
+                break
+            await asyncio.sleep(0.1)
+        assert not client.running
+    finally:
+        await client.stop()
