@@ -130,7 +130,7 @@ async def test_search_finds_the_paraphrase_an_answer_cites_it_and_forget_removes
         await wait_until(lambda: plane.source_id not in [r.source_id for r in pane.results.rows()])
         assert [s["id"] for s in await memory.sources()] == [wifi.source_id]
         assert pane.detail.row is None
-        await wait_until(lambda: "1 chunks" in pane.status_label.text(), message=pane.status_label.text())
+        await wait_until(lambda: "· 1 chunk ·" in pane.status_label.text(), message=pane.status_label.text())
 
 
 async def test_a_folder_is_indexed_with_progress_and_its_skipped_file_is_listed(

@@ -262,7 +262,8 @@ def status_text(stats: dict[str, Any]) -> str:
     model = str(stats.get("model") or "")
     parts = model.split(":")
     name = parts[1] if len(parts) == 3 else model
-    bits = [f"Model {name or 'none'}", f"{stats.get('chunks', 0)} chunks"]
+    chunks = int(stats.get("chunks") or 0)
+    bits = [f"Model {name or 'none'}", f"{chunks} chunk{'s' * (chunks != 1)}"]
     pending = stats.get("pending")
     if pending:
         bits.append(f"{pending} awaiting embedding")
