@@ -39,7 +39,8 @@ import numpy as np
 
 from core.memory import store
 from core.memory.embed_process import EmbeddingClient
-from core.memory.retrieval import fts_match, search
+from core.memory.keywords import fts_match
+from core.memory.retrieval import search
 from core.memory.service import Memory
 from core.memory.store import ChunkRow, SourceRow
 from core.memory.vectors import normalise

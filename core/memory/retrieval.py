@@ -17,21 +17,18 @@ Everything here runs on the database thread in one read, so a query sees one con
 
 from __future__ import annotations
 
-import math
-import re
 import sqlite3
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from core.memory import store
+from core.memory import keywords, store
 from core.memory.vectors import MIN_CANDIDATES, VectorIndex, signature
 
 RRF_K = 60
 KEYWORD_WEIGHT = 0.4  # a chunk holding every (idf-weighted) query term gains this much cosine similarity
 Mode = Literal["hybrid", "vector", "text"]
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -72,24 +69,6 @@ class Hit:
         return f"note {self.source_id[-8:]}"
 
 
-# Function words match almost every chunk and drown the words that matter (a question's "when does my …");
-# they are dropped unless the query has nothing else.
-# fmt: off
-STOPWORDS = frozenset({
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "could", "did", "do", "does", "for", "from",
-    "had", "has", "have", "he", "her", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my",
-    "no", "not", "of", "on", "or", "our", "she", "should", "so", "that", "the", "their", "them", "then", "there",
-    "these", "they", "this", "to", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "why",
-    "will", "with", "would", "you", "your",
-})
-# fmt: on
-
-
-def fts_match(text: str) -> str:
-    """Any word of the query (quoted, so FTS5 syntax in it is inert); rank rewards matching more of them."""
-    return " OR ".join(f'"{w}"' for w in content_terms(text))
-
-
 def fuse(*ranked: list[int], k: int = RRF_K) -> list[tuple[int, float]]:
     """Reciprocal rank fusion, kept for bench/memory.py's comparison (see the module docstring)."""
     scores: dict[int, float] = {}
@@ -99,37 +78,11 @@ def fuse(*ranked: list[int], k: int = RRF_K) -> list[tuple[int, float]]:
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
-def content_terms(text: str) -> list[str]:
-    words = [w for w in _WORD.findall(text.lower()) if len(w) > 1 or w.isdigit()]
-    return list(dict.fromkeys([w for w in words if w not in STOPWORDS] or words))
-
-
-def keyword_coverage(conn: sqlite3.Connection, terms: list[str], candidates: list[int]) -> dict[int, float]:
-    """Per candidate chunk, the share of the query's terms it contains, each term weighted by its rarity
-    (idf over all chunks; FTS5 does the matching, so stemming agrees with the full-text index). 1.0: every
-    term is in the chunk; a rare code or name outweighs common words."""
-    if not terms or not candidates:
-        return {}
-    total = store.chunk_count(conn)
-    matched: dict[int, float] = {}
-    weight_sum = 0.0
-    marks = ", ".join("?" * len(candidates))
-    for term in terms:
-        phrase = f'"{term}"'
-        df = conn.execute("SELECT count(*) FROM memory_chunks_fts WHERE memory_chunks_fts MATCH ?", (phrase,))
-        weight = math.log(1 + total / (int(df.fetchone()[0]) + 1))
-        weight_sum += weight
-        sql = f"SELECT rowid FROM memory_chunks_fts WHERE memory_chunks_fts MATCH ? AND rowid IN ({marks})"
-        for (rowid,) in conn.execute(sql, [phrase, *candidates]):
-            matched[int(rowid)] = matched.get(int(rowid), 0.0) + weight
-    return {chunk_id: value / weight_sum for chunk_id, value in matched.items()} if weight_sum else {}
-
-
 def vector_ranking(
     conn: sqlite3.Connection, index: VectorIndex, query: np.ndarray, model_id: str, pool: int, allowed: set[str] | None
 ) -> tuple[list[int], dict[int, float]]:
     """Chunk ids by cosine similarity (best first, at most `pool`) and the similarities."""
-    count = max(MIN_CANDIDATES, 20 * pool)
+    count = max(MIN_CANDIDATES, 4 * pool)
     candidates = index.candidates(signature(query.reshape(1, -1))[0], count, allowed)
     if len(candidates) == 0:
         return [], {}
@@ -163,28 +116,31 @@ def search(
             filters.until,
             set(filters.sources) if filters.sources is not None else None,
         )
-    pool = max(50, 5 * limit)
+    pool = max(30, 3 * limit)
     by_vector: list[int] = []
     similarity: dict[int, float] = {}
     if query is not None and mode != "text":
         by_vector, similarity = vector_ranking(conn, index, query, model_id, pool, allowed)
     by_text: list[int] = []
-    match = fts_match(text)
-    if match and mode != "vector":
-        by_text = [chunk_id for chunk_id, _ in store.fts(conn, match, pool, filters)]
-    coverage: dict[int, float] = {}
-    if mode != "vector":
-        candidates = list(dict.fromkeys([*by_vector, *by_text]))
-        coverage = keyword_coverage(conn, content_terms(text), candidates)
+    scores: dict[int, float] = dict(similarity)
+    terms = keywords.content_terms(text)
+    if terms and mode != "vector":
+        total = store.chunk_count(conn)
+        cap = keywords.common_cap(total)
+        frequencies = keywords.document_frequencies(conn, terms, cap)
+        match = keywords.candidate_query(terms, frequencies, cap, have_vectors=bool(by_vector))
+        by_text = [c for c, _ in store.fts(conn, match, pool, filters)] if match else []
         missing = [c for c in by_text if c not in similarity]
         if query is not None and missing:  # text-only finds get a similarity too, so both signals rank them
             ids, matrix = store.vectors(conn, missing, model_id)
             if ids:
                 similarity.update(zip(ids, (float(x) for x in matrix @ query.astype(np.float32)), strict=True))
+        candidates = list(dict.fromkeys([*by_vector, *by_text]))
+        covered = keywords.coverage(store.texts(conn, candidates), terms, frequencies, total)
+        scores = {c: similarity.get(c, 0.0) + KEYWORD_WEIGHT * covered.get(c, 0.0) for c in candidates}
     text_order = {chunk_id: n for n, chunk_id in enumerate(by_text)}
-    scored = [(c, similarity.get(c, 0.0) + KEYWORD_WEIGHT * coverage.get(c, 0.0)) for c in {*by_vector, *by_text}]
-    scored.sort(key=lambda item: (-item[1], text_order.get(item[0], len(text_order)), item[0]))
-    fused = scored[:limit]
+    ranked = sorted(scores.items(), key=lambda item: (-item[1], text_order.get(item[0], len(text_order)), item[0]))
+    fused = ranked[:limit]
     rows = store.chunks(conn, [chunk_id for chunk_id, _ in fused])
     vector_rank = {chunk_id: n for n, chunk_id in enumerate(by_vector, start=1)}
     text_rank = {chunk_id: n for n, chunk_id in enumerate(by_text, start=1)}

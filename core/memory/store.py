@@ -194,6 +194,15 @@ def chunks(conn: sqlite3.Connection, chunk_ids: list[int]) -> dict[int, dict[str
     return out
 
 
+def texts(conn: sqlite3.Connection, chunk_ids: list[int]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for start in range(0, len(chunk_ids), 500):
+        part = chunk_ids[start : start + 500]
+        sql = f"SELECT id, text FROM memory_chunks WHERE id IN ({', '.join('?' * len(part))})"
+        out.update((int(r[0]), str(r[1])) for r in conn.execute(sql, part))
+    return out
+
+
 def pending(conn: sqlite3.Connection, model_id: str, limit: int) -> list[tuple[int, str]]:
     """Chunks without a vector of `model_id` (never embedded, or by another model): (id, text)."""
     rows = conn.execute(
