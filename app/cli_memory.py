@@ -35,7 +35,7 @@ async def _memory(obj: Context) -> AsyncIterator[Any]:
     if not settings.memory.enabled:
         raise ConfigError("Memory is switched off (memory.enabled = false).", "shoal config set memory.enabled true")
     async with History(settings) as history:
-        memory = Memory(history.db, settings.memory)
+        memory = Memory(history.db, settings.memory, rescan=False)
         await memory.start()
         try:
             await memory.ready()

@@ -103,18 +103,11 @@ class MemoryBridge(QObject):
 
     async def sources(self, kind: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         """Stored notes, documents and shared items, newest first (forgotten and skipped files left out)."""
-        rows = await self._need().sources(kind=kind, limit=limit)
-        return [r for r in rows if r.get("status", "indexed") == "indexed"]
+        return list(await self._need().sources(kind=kind, status="indexed", limit=limit))
 
-    async def source_chunks(self, source_id: str, words: str, limit: int = 20) -> list[Any]:
-        """The text of one source, as the chunks that contain `words` (its title), in order."""
-        from core.memory.retrieval import RecallFilter
-
-        if not words.strip():
-            return []
-        filters = RecallFilter(sources=frozenset({source_id}))
-        hits = await self._need().recall(words, limit=limit, filters=filters, mode="text")
-        return sorted(hits, key=lambda hit: hit.chunk_id)
+    async def source_chunks(self, source_id: str) -> list[dict[str, Any]]:
+        """The text of one source, chunk by chunk, in order."""
+        return list(await self._need().source_chunks(source_id))
 
     async def stats(self) -> dict[str, Any]:
         """Counts, the embedding model's id and state, and `problem` (why semantic search is unavailable)."""

@@ -98,6 +98,10 @@ class DocumentIndex:
     def on_progress(self, listener: Callable[[ScanProgress], object]) -> None:
         self._listeners.append(listener)
 
+    def off_progress(self, listener: Callable[[ScanProgress], object]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
     def _report(self, progress: ScanProgress) -> None:
         self.progress = progress
         for listener in list(self._listeners):

@@ -45,9 +45,14 @@ class Remembered:
 class Memory:
     """Start it after the database; `stop()` is idempotent and bounded."""
 
-    def __init__(self, db: Database, settings: MemorySettings, *, client: EmbeddingClient | None = None) -> None:
+    def __init__(
+        self, db: Database, settings: MemorySettings, *, client: EmbeddingClient | None = None, rescan: bool = True
+    ) -> None:
+        """`rescan`: scan indexed folders in the background once started (the app does; one-shot commands
+        do not)."""
         self.db = db
         self.settings = settings
+        self._rescan = rescan
         self._owns_client = client is None  # a client handed in (tests share one) is stopped by its owner
         self.client = client or EmbeddingClient(
             settings.embedder, settings.model_path, threads=settings.index_threads, idle_unload=settings.idle_unload
@@ -105,6 +110,8 @@ class Memory:
             self._index_add(source, ids, sigs)
         if pending and self.problem is None:
             self.embed_pending_later()
+        if self._rescan and await self.documents.folders():  # files may have changed while the app was closed
+            self.documents.scan_later()
 
     def _index_add(self, source: SourceRow, ids: list[int], sigs: np.ndarray) -> None:
         if len(self.index) == 0 and sigs.shape[1] != self.index.words:
@@ -284,8 +291,20 @@ class Memory:
             )
         )
 
-    async def sources(self, *, kind: str | None = None, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
-        return await self.db.read(lambda conn: store.sources(conn, kind=kind, limit=limit, offset=offset))
+    async def sources(
+        self, *, kind: str | None = None, status: str | None = None, limit: int = 200, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """Notes, documents and shared items, newest first; `status` "indexed" leaves out skipped and
+        forgotten files."""
+        return await self.db.read(lambda c: store.sources(c, kind=kind, status=status, limit=limit, offset=offset))
+
+    async def source_chunks(self, source_id: str) -> list[dict[str, Any]]:
+        """The stored text of one source, chunk by chunk, in order."""
+        return await self.db.read(lambda conn: store.source_chunks(conn, source_id))
+
+    def off_change(self, listener: Callable[[], object]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
 
     async def stats(self) -> dict[str, Any]:
         model_id = self.model_id

@@ -123,6 +123,7 @@ def sources(
     *,
     kind: str | None = None,
     folder_id: str | None = None,
+    status: str | None = None,
     limit: int = 200,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
@@ -134,6 +135,9 @@ def sources(
     if folder_id:
         where.append("s.folder_id = ?")
         args.append(folder_id)
+    if status:
+        where.append("s.status = ?")
+        args.append(status)
     sql = (
         "SELECT s.*, (SELECT count(*) FROM memory_chunks c WHERE c.source_id = s.id) AS chunks FROM memory_sources s"
         + (" WHERE " + " AND ".join(where) if where else "")
@@ -192,6 +196,12 @@ def chunks(conn: sqlite3.Connection, chunk_ids: list[int]) -> dict[int, dict[str
         )
         out.update({int(r["id"]): dict(r) for r in conn.execute(sql, part)})
     return out
+
+
+def source_chunks(conn: sqlite3.Connection, source_id: str) -> list[dict[str, Any]]:
+    """A source's chunks in order: id, ordinal, text, heading, start, end."""
+    sql = "SELECT id, ordinal, text, heading, start, end FROM memory_chunks WHERE source_id = ? ORDER BY ordinal"
+    return [dict(r) for r in conn.execute(sql, (source_id,))]
 
 
 def texts(conn: sqlite3.Connection, chunk_ids: list[int]) -> dict[int, str]:
@@ -261,7 +271,8 @@ def chunk_count(conn: sqlite3.Connection) -> int:
 
 
 def stats(conn: sqlite3.Connection) -> dict[str, Any]:
-    kinds = {str(r[0]): int(r[1]) for r in conn.execute("SELECT kind, count(*) FROM memory_sources GROUP BY kind")}
+    sql = "SELECT kind, count(*) FROM memory_sources WHERE status = 'indexed' GROUP BY kind"
+    kinds = {str(r[0]): int(r[1]) for r in conn.execute(sql)}
     chunk_count = int(conn.execute("SELECT count(*) FROM memory_chunks").fetchone()[0])
     skipped = int(conn.execute("SELECT count(*) FROM memory_sources WHERE status = 'skipped'").fetchone()[0])
     return {"sources": kinds, "chunks": chunk_count, "skipped": skipped}

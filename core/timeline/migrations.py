@@ -174,9 +174,7 @@ def m006_memory(db: sqlite_utils.Database) -> None:
         "INSERT INTO memory_sources (id, kind, uri, title, tags, session_id, created_at, updated_at) "
         "SELECT id, 'note', id, substr(text, 1, 80), coalesce(tags, ''), session_id, created_at, created_at FROM notes"
     )
-    db.execute(
-        "INSERT INTO memory_chunks (source_id, ordinal, text, end) SELECT id, 0, text, length(text) FROM notes"
-    )
+    db.execute("INSERT INTO memory_chunks (source_id, ordinal, text, end) SELECT id, 0, text, length(text) FROM notes")
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:

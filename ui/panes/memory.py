@@ -210,13 +210,13 @@ class MemoryPane(QWidget):
             self._run(self._load_source_text(row))
 
     async def _load_source_text(self, row: fmt.MemoryRow) -> None:
-        """A listed source has no chunk text: look its chunks up (the ones containing its title's words)."""
+        """A listed source has no chunk text: read its chunks."""
         try:
-            hits = await self.memory.source_chunks(row.source_id, row.title)
+            chunks = await self.memory.source_chunks(row.source_id)
         except ShoalError:
             return
-        if hits and self.detail.row is row:
-            self.detail.set_text("\n\n".join(hit.text for hit in hits))
+        if chunks and self.detail.row is row:
+            self.detail.set_text("\n\n".join(chunk["text"] for chunk in chunks))
 
     def confirm_forget(self, row: fmt.MemoryRow) -> QMessageBox:
         """Ask first, without blocking (opened with open(); the answer arrives as a signal)."""
