@@ -108,6 +108,50 @@ def _median_rate(samples: list[float]) -> float:
     return statistics.median(samples)
 
 
+# -- event-loop lag while the model loads ----------------------------------------------------------------
+
+
+async def _ticker(stop: asyncio.Event, lateness: list[float], period: float = 0.005) -> None:
+    loop = asyncio.get_running_loop()
+    due = loop.time() + period
+    while not stop.is_set():
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        lateness.append(max(0.0, loop.time() - due) * 1000)
+        due += period
+
+
+async def _lag_during(work: Any) -> list[float]:
+    stop, lateness = asyncio.Event(), []
+    ticker = asyncio.create_task(_ticker(stop, lateness))
+    await asyncio.sleep(0.05)
+    try:
+        await work
+    finally:
+        stop.set()
+        await ticker
+    return lateness
+
+
+def _load_in_thread(threads: int) -> None:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from core.memory.embedder import default_model_path
+
+    torch.set_num_threads(threads)
+    SentenceTransformer(str(default_model_path()), device="cpu", local_files_only=True).encode(["warm up"])
+
+
+async def load_lag(args: argparse.Namespace) -> dict[str, list[float]]:
+    """A 5 ms ticker on the event loop while the model starts: Shoal's way (a child process) first, then
+    the same import and load in a worker thread of this process (run last: it leaves torch imported)."""
+    client = EmbeddingClient("sentence-transformers", "", threads=args.threads, idle_unload=0)
+    process = await _lag_during(client.embed(["warm up"]))
+    await client.stop()
+    thread = await _lag_during(asyncio.to_thread(_load_in_thread, args.threads))
+    return {"process": process, "thread": thread}
+
+
 # -- embedding throughput ----------------------------------------------------------------------------------
 
 
@@ -295,10 +339,15 @@ def main() -> None:
     args = parser.parse_args()
     texts = [f"{s} {t}" for s, t in zip(sentences(args.texts, 1), sentences(args.texts, 2), strict=True)]
     with tempfile.TemporaryDirectory(prefix="shoal-bench-memory-") as tmp:
+        lags = asyncio.run(load_lag(args))
         rates = asyncio.run(throughput(args, texts, Path(tmp)))
         lat = asyncio.run(queries(args, Path(tmp)))
     med = _median_rate
     print(f"\nMemory benchmarks, {os.cpu_count()} cores, {args.threads} threads for the models\n")
+    print("event-loop lateness of a 5 ms ticker while the embedding model loads (ms):")
+    for name, values in (("shoal: model in its own process", lags["process"]),
+                         ("in-process worker thread (import + load)", lags["thread"])):  # fmt: skip
+        print(f"  {name:42} p99 {percentile(values, 99):7.1f}   max {max(values):7.1f}   ({len(values)} ticks)")
     print(
         f"embedding throughput (texts/s, {len(texts)} texts of ~{statistics.mean(map(len, texts)):.0f} chars, "
         f"medians of {args.runs} alternating runs):"
