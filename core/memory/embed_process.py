@@ -125,7 +125,7 @@ class EmbeddingClient:
         process = context.Process(
             target=serve, args=(child, self.backend, self.path, self.threads, NICE), name="shoal-embedding", daemon=True
         )
-        process.start()
+        await asyncio.to_thread(process.start)  # spawning blocks for ~50 ms: not on the event loop
         child.close()
         self._process, self._conn = process, parent
         try:

@@ -181,3 +181,33 @@ async def test_a_crashed_model_process_is_reported_then_restarted_and_an_idle_on
         assert not client.running
     finally:
         await client.stop()
+
+
+async def test_a_turn_recalls_relevant_notes_into_its_context_and_a_peer_task_gets_no_private_ones(
+    tmp_path: Path, embedding_client: EmbeddingClient
+) -> None:
+    from core import events as ev
+    from core.timeline.ids import TraceContext
+    from tests.fixtures.cores import run_turn, scripted_core
+
+    async with scripted_core(["Noted.", "Done."], embedder=embedding_client) as (core, provider):
+        saved = await core.memory.remember("My flight to Lisbon leaves on March 3 at 9:40 from terminal 2.")
+        await core.memory.remember("The cat gets wet food in the morning.")
+        session = await core.new_session()
+        events = await run_turn(core, session.id, "When is my plane to Lisbon?")
+        recalled = [e for e in events if isinstance(e, ev.MemoryRecalled)]
+        assert len(recalled) == 1 and [i["memory_id"] for i in recalled[0].items] == [saved.source_id]
+        system = provider.calls[0][0]
+        assert system.role == "system" and "[1] (note" in system.content and "terminal 2" in system.content
+        assert "wet food" not in system.content  # below the similarity threshold: not put in the context
+        [row] = await core.timeline.events(kind="memory.recall")
+        assert row.payload["items"][0]["memory_id"] == saved.source_id
+
+        remote = [
+            e
+            async for e in core.agent.run_turn(
+                session.id, "When is my plane to Lisbon?", parent=TraceContext.new_root()
+            )
+        ]
+        assert not any(isinstance(e, ev.MemoryRecalled) for e in remote)  # a peer's task: private notes stay
+        assert "terminal 2" not in provider.calls[1][0].content
