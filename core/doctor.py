@@ -123,6 +123,27 @@ def check_mcp(settings: Settings) -> list[Check]:
     return checks
 
 
+def check_memory(settings: Settings) -> Check:
+    """The embedding model can be found and its packages are installed (without loading it: that takes seconds)."""
+    import importlib.util
+
+    memory = settings.memory
+    if not memory.enabled:
+        return Check("memory", True, "switched off (memory.enabled = false)", required=False)
+    from core.errors import ShoalError
+    from core.memory.embedder import INSTALL_HINT, open_embedder
+
+    try:
+        model_id = open_embedder(memory.embedder, memory.model_path, 1).model_id
+    except ShoalError as exc:
+        return Check("memory", False, exc.message + " Memory falls back to full-text search.", exc.fix, required=False)
+    needed = ("llama_cpp",) if memory.embedder == "gguf" else ("torch", "sentence_transformers")
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        return Check("memory", False, f"{', '.join(missing)} not installed", INSTALL_HINT, required=False)
+    return Check("memory", True, f"embedding model {model_id} ({memory.embedder})", required=False)
+
+
 async def run_checks(settings: Settings) -> list[Check]:
     checks = [check_python(), check_data_dir(settings), check_workspace(settings), check_keyring(settings)]
     if settings.model.provider == "llama_cpp":
@@ -130,4 +151,5 @@ async def run_checks(settings: Settings) -> list[Check]:
     else:
         checks += await check_endpoint(settings)
     checks += check_mcp(settings)
+    checks.append(await asyncio.to_thread(check_memory, settings))
     return checks
