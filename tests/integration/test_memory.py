@@ -211,3 +211,16 @@ async def test_a_turn_recalls_relevant_notes_into_its_context_and_a_peer_task_ge
         ]
         assert not any(isinstance(e, ev.MemoryRecalled) for e in remote)  # a peer's task: private notes stay
         assert "terminal 2" not in provider.calls[1][0].content
+
+
+async def test_the_torch_free_backend_runs_the_same_memory(tmp_path: Path) -> None:
+    from core.memory.embedder import default_model_path
+    from core.memory.gguf_embed import convert_to_gguf
+
+    gguf = convert_to_gguf(default_model_path(), tmp_path / "minilm.gguf")
+    async with memory_at(tmp_path, None, embedder="gguf", model_path=str(gguf)) as memory:
+        assert memory.model_id.startswith("gguf:minilm.gguf:")
+        for note in NOTES:
+            assert (await memory.remember(note)).embedded
+        hits = await memory.recall("when does my plane depart", limit=1)
+        assert hits[0].text == NOTES[0] and hits[0].similarity is not None and hits[0].similarity > 0.3
