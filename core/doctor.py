@@ -131,17 +131,18 @@ def check_memory(settings: Settings) -> Check:
     if not memory.enabled:
         return Check("memory", True, "switched off (memory.enabled = false)", required=False)
     from core.errors import ShoalError
-    from core.memory.embedder import INSTALL_HINT, open_embedder
+    from core.memory.embedder import INSTALL_HINT, open_embedder, resolve
 
     try:
         model_id = open_embedder(memory.embedder, memory.model_path, 1).model_id
     except ShoalError as exc:
         return Check("memory", False, exc.message + " Memory falls back to full-text search.", exc.fix, required=False)
-    needed = ("llama_cpp",) if memory.embedder == "gguf" else ("torch", "sentence_transformers")
+    backend, _ = resolve(memory.embedder, memory.model_path)
+    needed = ("llama_cpp",) if backend == "gguf" else ("torch", "sentence_transformers")
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
         return Check("memory", False, f"{', '.join(missing)} not installed", INSTALL_HINT, required=False)
-    return Check("memory", True, f"embedding model {model_id} ({memory.embedder})", required=False)
+    return Check("memory", True, f"embedding model {model_id} ({backend})", required=False)
 
 
 async def run_checks(settings: Settings) -> list[Check]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from platformdirs import PlatformDirs
@@ -26,3 +27,14 @@ def default_workspace() -> Path:
 
 def expand(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.expandvars(os.fspath(path))).expanduser()
+
+
+def resources_dir() -> Path:
+    """The `resources` folder: next to the packages in a checkout, under `sys._MEIPASS` in a PyInstaller bundle."""
+    bundle = getattr(sys, "_MEIPASS", None)
+    return Path(bundle) / "resources" if bundle else Path(__file__).resolve().parents[1] / "resources"
+
+
+def bundled_embedding_model() -> Path:
+    """Where a bundle (the slim flavour) ships all-MiniLM-L6-v2 as GGUF, for memory without torch."""
+    return resources_dir() / "models" / "all-MiniLM-L6-v2.gguf"

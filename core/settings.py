@@ -153,8 +153,10 @@ class MemorySettings(_Section):
     """Long-term memory and the document index (core/memory/)."""
 
     enabled: bool = Field(True, description="remember/recall/forget tools, automatic recall, the document index")
-    embedder: Literal["sentence-transformers", "gguf"] = Field(
-        "sentence-transformers", description="sentence-transformers (torch) or a GGUF embedding model (llama.cpp)"
+    embedder: Literal["auto", "sentence-transformers", "gguf"] = Field(
+        "auto",
+        description="auto (sentence-transformers when installed, else the bundled GGUF), sentence-transformers "
+        "(torch) or gguf (llama.cpp)",
     )
     model_path: str = Field(
         "", description="embedding model: a sentence-transformers folder, or a .gguf file (default: all-MiniLM-L6-v2)"

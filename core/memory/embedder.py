@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from core import paths
 from core.errors import ConfigError
 
 INSTALL_HINT = (
@@ -104,8 +105,26 @@ class SentenceTransformerEmbedder:
         self._model = None
 
 
+def resolve(backend: str, path: str) -> tuple[str, str]:
+    """The backend and model to use. "auto": a .gguf path means llama.cpp; otherwise sentence-transformers when
+    it is installed (with its default model or the folder given), else the GGUF a slim bundle ships."""
+    import importlib.util
+
+    bundled = paths.bundled_embedding_model()
+    if backend == "gguf":
+        return "gguf", path or (str(bundled) if bundled.is_file() else "")
+    if backend == "auto":
+        if path.lower().endswith(".gguf"):
+            return "gguf", path
+        installed = all(importlib.util.find_spec(n) is not None for n in ("torch", "sentence_transformers"))
+        if not installed and not path and bundled.is_file():
+            return "gguf", str(bundled)
+    return "sentence-transformers", path
+
+
 def open_embedder(backend: str, path: str, threads: int) -> Embedder:
     """The configured embedder (not loaded yet)."""
+    backend, path = resolve(backend, path)
     if backend == "gguf":
         from core.memory.gguf_embed import LlamaEmbedder
 
