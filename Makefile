@@ -15,7 +15,7 @@ TORCH ?= torch==2.13.0
 # OpenMP threads that spin-wait starve everything else on small machines.
 export OMP_WAIT_POLICY ?= passive
 
-.PHONY: install run chat test test-fast lint format bench clean doctor
+.PHONY: install run chat test test-fast lint format bench clean doctor bundle bundle-smoke
 
 install: $(STAMP)
 
@@ -50,14 +50,23 @@ test-fast: install
 	$(BIN)/python -m pytest -q tests/unit
 
 lint: install
-	$(BIN)/ruff check core app ui tests bench
-	$(BIN)/ruff format --check core app ui tests bench
+	$(BIN)/ruff check core app ui tests bench packaging
+	$(BIN)/ruff format --check core app ui tests bench packaging
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: install
-	$(BIN)/ruff format core app ui tests bench
-	$(BIN)/ruff check --fix core app ui tests bench
+	$(BIN)/ruff format core app ui tests bench packaging
+	$(BIN)/ruff check --fix core app ui tests bench packaging
+
+# The double-click app for this machine (packaging/shoal.spec): FLAVOUR=slim (no torch, ~250 MB) or full.
+FLAVOUR ?= slim
+bundle: install
+	$(BIN)/python packaging/build_bundle.py --flavour $(FLAVOUR)
+
+# Runs the built bundle offscreen: window + scripted turn + screenshot, a llama.cpp turn, memory, start-up time.
+bundle-smoke: install
+	$(BIN)/python packaging/smoke_bundle.py --flavour $(FLAVOUR)
 
 bench: install
 	$(BIN)/python bench/timeline.py

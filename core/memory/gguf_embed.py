@@ -111,14 +111,14 @@ def convert_to_gguf(model_dir: Path, out: Path, *, dtype: str = "f16") -> Path:
     Raises ValueError if the folder is not a convertible BERT model."""
     import gguf
 
-    if dtype not in ("f16", "f32"):
-        raise ValueError(f"dtype must be 'f16' or 'f32', not {dtype!r}")
+    if dtype not in ("f16", "f32", "q8_0"):
+        raise ValueError(f"dtype must be 'f16', 'f32' or 'q8_0', not {dtype!r}")
     model_dir, out = Path(model_dir), Path(out)
     config = _bert_config(model_dir)
     tokens, types, special = _vocab(model_dir)
     n_blocks = int(config["num_hidden_layers"])
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.BERT, n_blocks)
-    tensors: list[tuple[str, np.ndarray]] = []
+    tensors: list[tuple[str, np.ndarray, Any]] = []  # (name, data, raw dtype for quantized data or None)
     for hf_name, array in _load_weights(model_dir).items():
         hf_name = hf_name.removeprefix("bert.")
         if hf_name.startswith(_SKIPPED):
@@ -126,13 +126,20 @@ def convert_to_gguf(model_dir: Path, out: Path, *, dtype: str = "f16") -> Path:
         name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if name is None:
             raise ValueError(f"{model_dir}: tensor {hf_name!r} has no place in llama.cpp's BERT architecture")
-        half = dtype == "f16" and array.ndim == 2 and name not in _F32_ALWAYS
-        tensors.append((name, np.ascontiguousarray(array, dtype=np.float16 if half else np.float32)))
+        matrix = array.ndim == 2 and name not in _F32_ALWAYS
+        if dtype == "q8_0" and matrix and array.shape[-1] % 32 == 0:  # 8-bit blocks of 32: a quarter of f32
+            quantized = gguf.quants.quantize(
+                np.ascontiguousarray(array, dtype=np.float32), gguf.GGMLQuantizationType.Q8_0
+            )
+            tensors.append((name, quantized, gguf.GGMLQuantizationType.Q8_0))
+            continue
+        half = dtype in ("f16", "q8_0") and matrix
+        tensors.append((name, np.ascontiguousarray(array, dtype=np.float16 if half else np.float32), None))
     parts = ("attn_q", "attn_k", "attn_v", "ffn_up", "ffn_down")
     required = {"token_embd.weight", "position_embd.weight"} | {
         f"blk.{b}.{part}.weight" for b in range(n_blocks) for part in parts
     }
-    if missing := sorted(required - {name for name, _ in tensors}):
+    if missing := sorted(required - {name for name, _, _ in tensors}):
         raise ValueError(f"{model_dir}: the weights lack {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
     st_config = _read_json(model_dir / "sentence_bert_config.json")
     n_positions = int(config["max_position_embeddings"])
@@ -150,7 +157,12 @@ def convert_to_gguf(model_dir: Path, out: Path, *, dtype: str = "f16") -> Path:
         writer.add_layer_norm_eps(float(config.get("layer_norm_eps", 1e-12)))
         writer.add_causal_attention(False)
         writer.add_pooling_type(gguf.PoolingType.MEAN)
-        writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+        file_types = {
+            "f16": gguf.LlamaFileType.MOSTLY_F16,
+            "f32": gguf.LlamaFileType.ALL_F32,
+            "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+        }
+        writer.add_file_type(file_types[dtype])
         writer.add_uint32(MAX_TOKENS_KEY, min(int(st_config.get("max_seq_length", n_positions)), n_positions))
         writer.add_tokenizer_model("bert")
         writer.add_tokenizer_pre("default")
@@ -165,8 +177,8 @@ def convert_to_gguf(model_dir: Path, out: Path, *, dtype: str = "f16") -> Path:
         writer.add_add_bos_token(True)  # tokenize(add_special) gives [CLS] ... [SEP], like BertTokenizer
         writer.add_add_sep_token(True)
         writer.add_add_eos_token(False)
-        for name, array in tensors:
-            writer.add_tensor(name, array)
+        for name, array, raw_dtype in tensors:
+            writer.add_tensor(name, array, raw_dtype=raw_dtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
