@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Debian/Ubuntu libraries Qt needs (window, offscreen and Xvfb rendering) and xvfb-run for screenshot tests.
+# Debian/Ubuntu libraries Qt needs (window, offscreen and Xvfb rendering), xvfb-run for screenshot tests and
+# desktop-file-validate (desktop-file-utils) for the Linux installer's tests.
 # Installs only what is missing; needs root or passwordless sudo, otherwise prints the command to run and
 # continues (the tests that need a missing piece then fail with that same hint).
 set -u
 packages=(libegl1 libgl1 libfontconfig1 libfreetype6 libglib2.0-0 libdbus-1-3 libx11-6 libx11-xcb1 libxkbcommon0
           libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-randr0
-          libxcb-render-util0 libxcb-image0 libxcb-xinerama0 fonts-dejavu-core xvfb xauth)
+          libxcb-render-util0 libxcb-image0 libxcb-xinerama0 fonts-dejavu-core xvfb xauth
+          desktop-file-utils)
 command -v dpkg >/dev/null 2>&1 || exit 0   # not Debian-like: see README for your platform
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

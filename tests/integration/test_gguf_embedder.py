@@ -141,6 +141,21 @@ def test_f32_conversion_is_as_close(model_dir: Path, tmp_path: Path, reference: 
     assert (ours * theirs).sum(axis=1).min() > 0.999
 
 
+def test_q8_0_conversion_is_a_quarter_the_size_and_still_as_close(
+    model_dir: Path, tmp_path: Path, reference: Any
+) -> None:
+    """What the slim bundle ships (packaging/build_bundle.py): 8-bit matrices, 25 MB instead of 91 MB."""
+    path = convert_to_gguf(model_dir, tmp_path / "minilm-q8.gguf", dtype="q8_0")
+    assert path.stat().st_size < 0.3 * (model_dir / "model.safetensors").stat().st_size
+    embedder = LlamaEmbedder(path, n_threads=2)
+    try:
+        ours = embedder.embed(SENTENCES)
+    finally:
+        embedder.close()
+    theirs = reference.encode(SENTENCES, normalize_embeddings=True, convert_to_numpy=True)
+    assert (ours * theirs).sum(axis=1).min() > 0.995
+
+
 def test_a_folder_that_is_not_bert_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"no config\.json"):
         convert_to_gguf(tmp_path, tmp_path / "out.gguf")
