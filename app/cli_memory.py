@@ -210,6 +210,14 @@ def convert_model(out_file: Path, source: Path | None, dtype: str) -> None:
     from core.memory.gguf_embed import convert_to_gguf
 
     try:
+        import gguf  # noqa: F401 - not in the slim bundle
+        import safetensors  # noqa: F401
+    except ImportError as exc:
+        raise click.ClickException(
+            f"Converting needs the gguf and safetensors packages ({exc.name} is missing): use a full install "
+            "(`pip install gguf safetensors`), or the slim bundle's own model, which needs no conversion."
+        ) from exc
+    try:
         written = convert_to_gguf(source or default_model_path(), out_file, dtype=dtype)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
