@@ -88,21 +88,30 @@ class SharedMemory:
         if not isinstance(data.get("text"), str) or not data.get("itemid"):
             log.warning("memory item %s without text or itemid: ignored", envelope.id)
             return
+        if len(data["text"]) > MAX_SHARED_CHARS:
+            self.refused += 1
+            log.warning(
+                "memory item %s is %d characters (limit %d): not indexed",
+                envelope.id,
+                len(data["text"]),
+                MAX_SHARED_CHARS,
+            )
+            return
         member = self.node.roster.get(envelope.agentid)
         await self._store(envelope, data, envelope.agentid, member.name if member else "")
         self.received += 1
 
     async def _store(self, envelope: Any, data: dict[str, Any], agentid: str, name: str) -> None:
-        created = str(data.get("createdat") or envelope.time)
+        created = min(str(data.get("createdat") or envelope.time), now_iso())  # a peer's clock is not trusted
         raw_tags = data.get("tags")
         tags: list[Any] = raw_tags if isinstance(raw_tags, list) else []
         source = SourceRow(
             id=new_id(),
             kind="shared",
             uri=f"{agentid}:{data['itemid']}",
-            title=str(data.get("title") or data["text"][:80]),
+            title=str(data.get("title") or data["text"])[:200],
             zone=envelope.zone,
-            tags=" ".join(str(t) for t in tags),
+            tags=" ".join(str(t)[:50] for t in tags[:20]),
             origin_agent=agentid,
             origin_name=name,
             origin_trace=envelope.trace.trace_id,

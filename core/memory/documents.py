@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserError
+from core.errors import ShoalError, UserError
 from core.memory import store
 from core.memory.extract import SkipFile, extract
 from core.memory.store import SourceRow
@@ -65,16 +65,27 @@ class ScanProgress:
     skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
-def _walk(root: Path) -> list[Path]:
-    """Regular files under `root`, hidden and tool folders left out, symlinks not followed."""
-    found = []
-    for folder, dirs, files in os.walk(root, followlinks=False):
+def _walk(root: Path) -> tuple[list[Path], list[Path]]:
+    """Regular files under `root` (hidden and tool folders left out, symlinks not followed), and the folders
+    that could not be read: files known under those are not taken for deleted."""
+    found: list[Path] = []
+    unreadable: list[Path] = []
+
+    def failed(error: OSError) -> None:
+        unreadable.append(Path(error.filename) if error.filename else root)
+
+    for folder, dirs, files in os.walk(root, followlinks=False, onerror=failed):
         dirs[:] = sorted(d for d in dirs if d not in IGNORED_DIRS and not d.startswith("."))
         for name in sorted(files):
+            if name.startswith("."):
+                continue
             path = Path(folder) / name
-            if not name.startswith(".") and path.is_file() and not path.is_symlink():
-                found.append(path)
-    return found
+            try:
+                if path.is_file() and not path.is_symlink():
+                    found.append(path)
+            except OSError:  # a folder we may list but not enter
+                unreadable.append(path.parent)
+    return found, unreadable
 
 
 def _hash(path: Path) -> str:
@@ -146,6 +157,7 @@ class DocumentIndex:
         folder = next((f for f in await self.folders() if target in (f["id"], f["path"])), None)
         if folder is None:
             raise UserError(f"{path_or_id} is not an indexed folder.", "See `shoal docs status` for the list.")
+        await self.stop()  # a background scan would go on indexing files of the folder being removed
 
         def delete(conn: Any) -> list[str]:
             ids = [
@@ -155,7 +167,8 @@ class DocumentIndex:
             conn.execute("DELETE FROM memory_folders WHERE id = ?", (folder["id"],))
             return ids
 
-        removed: list[str] = await self.memory.db.write(delete)
+        async with self._lock:  # and a foreground scan finishes first
+            removed: list[str] = await self.memory.db.write(delete)
         for source_id in removed:
             self.memory.index.remove_source(source_id)
         self.memory.changed()
@@ -177,7 +190,14 @@ class DocumentIndex:
             folder = next((f for f in await self.folders() if f["id"] == folder_id), None)
             if folder is None:
                 raise UserError(f"No indexed folder has the id {folder_id}.", "See `shoal docs status`.")
-            return await self._scan(folder)
+            try:
+                return await self._scan(folder)
+            except (ShoalError, OSError) as exc:  # the scan stops; what it indexed so far stays
+                error = exc.describe() if isinstance(exc, ShoalError) else f"{type(exc).__name__}: {exc}"
+                log.warning("scan of %s failed: %s", folder["path"], error)
+                failed = replace(self.progress or ScanProgress(folder["path"], "failed"), state="failed", error=error)
+                self._report(failed)
+                return failed
 
     async def _scan(self, folder: dict[str, Any]) -> ScanProgress:
         root = Path(folder["path"])
@@ -187,19 +207,26 @@ class DocumentIndex:
             progress = replace(progress, state="failed", error=f"{root} is no longer there (moved or unmounted?)")
             self._report(progress)
             return progress
-        files = await asyncio.to_thread(_walk, root)
+        files, unreadable = await asyncio.to_thread(_walk, root)
         known = await self.memory.db.read(
             lambda conn: {
                 s["uri"]: SourceRow(**{k: s[k] for k in SourceRow.__dataclass_fields__})
                 for s in store.sources(conn, kind="document", folder_id=folder["id"], limit=10**9)
             }
         )
+        if known and not files:  # an empty mount point, say: never forget a whole folder on that evidence
+            error = f"{root} holds no readable files now ({len(known)} were indexed): nothing was removed"
+            progress = replace(progress, state="failed", error=error)
+            self._report(progress)
+            return progress
         progress = replace(progress, state="indexing", total=len(files))
         for path in files:
             progress = await self._one(path, known.pop(str(path), None), folder["id"], progress)
             progress = replace(progress, done=progress.done + 1)
             self._report(progress)
-        for gone in known.values():  # files that vanished since the last scan
+        for gone in known.values():  # files that vanished since the last scan (not those we could not see)
+            if any(Path(gone.uri).is_relative_to(folder_path) for folder_path in unreadable):
+                continue
             await self.memory.db.write(lambda conn, s=gone.id: store.delete_source(conn, s))
             self.memory.index.remove_source(gone.id)
             progress = replace(progress, removed=progress.removed + 1)
@@ -209,7 +236,8 @@ class DocumentIndex:
                 (now_iso(), progress.indexed + progress.unchanged, progress.skipped, folder["id"]),
             )
         )
-        progress = replace(progress, state="done", current="")
+        error = f"could not read {len(unreadable)} folder(s), e.g. {unreadable[0]}" if unreadable else ""
+        progress = replace(progress, state="done", current="", error=error)
         self._report(progress)
         self.memory.changed()
         return progress
@@ -220,7 +248,8 @@ class DocumentIndex:
             stat = path.stat()
         except OSError:
             return progress  # vanished while we walked: the next scan removes it
-        if old is not None and old.size == stat.st_size and old.mtime == stat.st_mtime:
+        unchanged = old is not None and old.size == stat.st_size and old.mtime == stat.st_mtime
+        if unchanged and old is not None and old.status != "skipped":  # a skipped file is tried again
             return replace(progress, unchanged=progress.unchanged + 1)
         limit = int(self.memory.settings.max_file_mb * 1_000_000)
         now = now_iso()

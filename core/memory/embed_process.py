@@ -29,6 +29,7 @@ from core.errors import BugError, ConfigError, ShoalError
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 180.0  # importing torch on a slow disk, first run
+REQUEST_TIMEOUT = 120.0  # plus a second per text: a hung model process is killed, not waited on forever
 NICE = 10  # background priority for the model's CPU work
 
 
@@ -102,7 +103,7 @@ class EmbeddingClient:
             self._last_used = time.monotonic()
             try:
                 reply = await self._call(("embed", texts))
-            except (EOFError, OSError, BrokenPipeError) as exc:
+            except (EOFError, OSError, BrokenPipeError, TimeoutError) as exc:
                 code = self._process.exitcode if self._process is not None else None
                 await self._kill()
                 self.error = BugError(
@@ -149,11 +150,19 @@ class EmbeddingClient:
             self._idle_task = asyncio.create_task(self._unload_when_idle(), name="shoal-embed-idle")
 
     async def _call(self, request: Any) -> Any:
+        """Send and receive in one job of the single pipe thread. A caller cancelled meanwhile leaves the job
+        running to its end, so the reply is read and the next request never gets a stale answer."""
         conn = self._conn
         assert conn is not None
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._pipe, conn.send, request)
-        return await self._receive()
+        timeout = REQUEST_TIMEOUT + len(request[1]) if request else REQUEST_TIMEOUT
+
+        def round_trip() -> Any:
+            conn.send(request)
+            if not conn.poll(timeout):
+                raise TimeoutError(f"no answer from the embedding process within {timeout:.0f} s")
+            return conn.recv()
+
+        return await asyncio.get_running_loop().run_in_executor(self._pipe, round_trip)
 
     async def _receive(self) -> Any:
         conn = self._conn

@@ -94,6 +94,20 @@ def vector_ranking(
     return [ids[i] for i in order], {ids[i]: float(similarity[i]) for i in order}
 
 
+def _passes(row: dict[str, Any], filters: RecallFilter) -> bool:
+    """The filters, checked on the stored row itself."""
+    if filters.kinds is not None and row["kind"] not in filters.kinds:
+        return False
+    if filters.zones is not None and row["zone"] not in filters.zones:
+        return False
+    if filters.sources is not None and row["source_id"] not in filters.sources:
+        return False
+    created = store.epoch(row["created_at"])
+    if filters.since is not None and created < filters.since:
+        return False
+    return filters.until is None or created < filters.until
+
+
 def search(
     conn: sqlite3.Connection,
     index: VectorIndex,
@@ -147,7 +161,7 @@ def search(
     hits = []
     for chunk_id, score in fused:
         row = rows.get(chunk_id)
-        if row is None:
+        if row is None or not _passes(row, filters):  # the RAM index may be stale (another process wrote)
             continue
         origin = {"agent": row["origin_agent"], "name": row["origin_name"], "trace": row["origin_trace"]}
         hits.append(

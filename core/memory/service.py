@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ShoalError, UserError
+from core.errors import ShoalError, UserError, classify
 from core.memory import store
 from core.memory.chunking import chunk_text
 from core.memory.embed_process import EmbeddingClient
@@ -31,6 +31,7 @@ from core.timeline.ids import new_id, now_iso
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 64
+EMBED_REQUEST = 256  # texts per request to the model process
 MAX_NOTE_CHARS = 8000
 
 
@@ -136,20 +137,25 @@ class Memory:
     # --- embeddings ------------------------------------------------------------------------
 
     async def embed(self, texts: list[str]) -> np.ndarray | None:
-        """Vectors, or None when the model cannot run (the reason is kept in `problem`)."""
+        """Vectors, or None when the model cannot run (the reason is kept in `problem`). Sent in batches, so
+        a long document never holds the model for minutes while a question waits to be embedded."""
         if not texts or (self.problem is not None and not self.model_id):
             return None
+        parts = []
         try:
-            vectors = await self.client.embed(texts)
-        except ShoalError as exc:
-            self.problem = exc
-            log.warning("embedding failed: %s", exc.describe())
+            for start in range(0, len(texts), EMBED_REQUEST):
+                parts.append(await self.client.embed(texts[start : start + EMBED_REQUEST]))
+        except Exception as exc:  # spawning can fail too (no memory, too many open files)
+            self.problem = exc if isinstance(exc, ShoalError) else classify(exc)
+            log.warning("embedding failed: %s", self.problem.describe())
             return None
         if self.client.model_id and self.client.model_id != self.model_id:  # configured id and loaded id agree
             log.warning("embedding model id %s differs from %s", self.client.model_id, self.model_id)
             self.model_id = self.client.model_id
-        self.problem = None
-        return vectors
+        recovered, self.problem = self.problem is not None, None
+        if recovered:  # what was stored while the model failed gets its vectors now
+            self.embed_pending_later()
+        return np.vstack(parts)
 
     def embed_pending_later(self) -> None:
         if self._pending_task is None or self._pending_task.done():
@@ -165,13 +171,13 @@ class Memory:
             vectors = await self.embed([text for _, text in batch])
             if vectors is None:
                 return done
-            ids = [chunk_id for chunk_id, _ in batch]
-            touched = await self.db.write(
-                functools.partial(store.set_vectors, ids=ids, matrix=vectors, model_id=self.model_id)
-            )
+            write = functools.partial(store.set_vectors, chunks=batch, matrix=vectors, model_id=self.model_id)
+            touched = await self.db.write(write)
             await self._reindex(touched)
             done += len(batch)
             self.changed()
+            if not touched:  # the batch changed under us (re-indexed meanwhile): read what is pending again
+                await asyncio.sleep(0)
 
     async def _reindex(self, source_ids: list[str]) -> None:
         if not source_ids:
@@ -247,7 +253,10 @@ class Memory:
             raise UserError("Which memory? No id was given.", "Pass the id shown by recall.")
 
         def delete(conn: Any) -> SourceRow | list[str]:
-            rows = conn.execute("SELECT id FROM memory_sources WHERE id = ? OR id LIKE ?", (ref, f"%{ref}")).fetchall()
+            rows = conn.execute(
+                "SELECT id FROM memory_sources WHERE id = ? OR (length(?) >= 8 AND substr(id, -length(?)) = ?)",
+                (ref, ref, ref, ref),
+            ).fetchall()
             if len(rows) != 1:
                 return [str(r[0]) for r in rows]
             found = store.source(conn, str(rows[0][0]))

@@ -227,16 +227,20 @@ def count_pending(conn: sqlite3.Connection, model_id: str) -> int:
     return int(row.fetchone()[0])
 
 
-def set_vectors(conn: sqlite3.Connection, ids: list[int], matrix: np.ndarray, model_id: str) -> list[str]:
-    """Store vectors for chunks; returns the source ids touched (chunks deleted meanwhile are skipped)."""
+def set_vectors(
+    conn: sqlite3.Connection, chunks: list[tuple[int, str]], matrix: np.ndarray, model_id: str
+) -> list[str]:
+    """Store vectors for (chunk id, text) pairs; returns the source ids touched. A chunk whose text changed
+    since it was read (deleted, and its id reused by a new chunk) is left alone: it is still pending."""
     from core.memory.vectors import signature
 
     sigs = signature(matrix)
     touched = set()
-    for chunk_id, vector, sig in zip(ids, matrix, sigs, strict=True):
+    for (chunk_id, text), vector, sig in zip(chunks, matrix, sigs, strict=True):
         row = conn.execute(
-            "UPDATE memory_chunks SET vector = ?, signature = ?, model_id = ? WHERE id = ? RETURNING source_id",
-            (np.asarray(vector, dtype=np.float32).tobytes(), sig.tobytes(), model_id, chunk_id),
+            "UPDATE memory_chunks SET vector = ?, signature = ?, model_id = ? WHERE id = ? AND text = ? "
+            "AND (model_id IS NULL OR model_id != ?) RETURNING source_id",
+            (np.asarray(vector, dtype=np.float32).tobytes(), sig.tobytes(), model_id, chunk_id, text, model_id),
         ).fetchone()
         if row is not None:
             touched.add(str(row[0]))

@@ -10,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.errors import ShoalError, ToolError
+from core.memory.recall_context import PEER_ZONES
 from core.memory.retrieval import RecallFilter
 from core.tools.registry import RiskTier, Tool, ToolContext, ToolOutput, ToolSpec
 
 KINDS = ["note", "document", "shared"]
+MAX_DAYS = 36500.0
 
 
 def _tool_error(exc: ShoalError) -> ToolError:
@@ -77,11 +79,15 @@ class RecallTool(Tool):
     async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
         since = None
         if args.get("days") is not None:
-            since = (datetime.now(UTC) - timedelta(days=float(args["days"]))).timestamp()
+            since = (datetime.now(UTC) - timedelta(days=min(float(args["days"]), MAX_DAYS))).timestamp()
         kinds = frozenset(args["kinds"]) if args.get("kinds") else None
+        # a task a peer delegated (depth > 0) answers to that peer: private notes and documents stay out
+        zones = PEER_ZONES if ctx.depth > 0 else None
         try:
             hits = await self.memory.recall(
-                args["query"], limit=int(args.get("limit", 5)), filters=RecallFilter(kinds=kinds, since=since)
+                args["query"],
+                limit=int(args.get("limit", 5)),
+                filters=RecallFilter(kinds=kinds, since=since, zones=zones),
             )
         except ShoalError as exc:
             raise _tool_error(exc) from exc

@@ -10,6 +10,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.errors import BugError, UserError
@@ -224,3 +225,72 @@ async def test_the_torch_free_backend_runs_the_same_memory(tmp_path: Path) -> No
             assert (await memory.remember(note)).embedded
         hits = await memory.recall("when does my plane depart", limit=1)
         assert hits[0].text == NOTES[0] and hits[0].similarity is not None and hits[0].similarity > 0.3
+
+
+async def test_a_cancelled_request_never_shifts_the_answers_of_the_next_ones(embedding_client: EmbeddingClient) -> None:
+    busy = asyncio.ensure_future(embedding_client.embed([f"long sentence number {n} about tides" for n in range(300)]))
+    await asyncio.sleep(0.3)
+    busy.cancel()  # its reply is still read (and dropped) before the next request goes out
+    rocket, violin = (await embedding_client.embed(["rocket"]))[0], (await embedding_client.embed(["violin"]))[0]
+    both = await embedding_client.embed(["rocket", "violin"])
+    assert float(both[0] @ rocket) > 0.999 and float(both[1] @ violin) > 0.999
+
+
+async def test_vectors_of_replaced_text_never_land_on_new_chunks_and_stale_index_rows_are_filtered(
+    tmp_path: Path, embedding_client: EmbeddingClient
+) -> None:
+    from core.memory import store
+    from core.memory.store import ChunkRow, SourceRow
+    from core.memory.vectors import normalise
+
+    async with memory_at(tmp_path, embedding_client) as app:
+        now = "2026-01-01T00:00:00.000000Z"
+        doc = SourceRow(id="d1", kind="document", uri="/x.md", created_at=now, updated_at=now)
+        await app.db.write(lambda c: store.replace_source(c, doc, [ChunkRow(0, "old text")], ""))
+        batch = await app.db.read(lambda c: store.pending(c, app.model_id, 10))
+        new = SourceRow(id="d2", kind="document", uri="/x.md", created_at=now, updated_at=now)
+        await app.db.write(lambda c: store.replace_source(c, new, [ChunkRow(0, "new text")], ""))  # id reused
+        stale = normalise(np.ones((1, 384), dtype=np.float32))
+        touched = await app.db.write(lambda c: store.set_vectors(c, batch, stale, app.model_id))
+        assert touched == [] and await app.db.read(lambda c: store.count_pending(c, app.model_id)) == 1
+
+        shared = await app.remember("The lighthouse keeper's log is public.", zone="public")
+        async with memory_at(tmp_path, embedding_client) as other:  # another process on the same file
+            await other.forget(shared.source_id)
+            await other.remember("my private diary: the safe code is 4471")  # may reuse the chunk id
+        hits = await app.recall("safe code", filters=RecallFilter(zones=frozenset({"public", "shared"})))
+        assert all(h.zone in ("public", "shared") for h in hits) and not any("4471" in h.text for h in hits)
+        with pytest.raises(UserError, match="No memory has the id"):
+            await app.forget("%%%%%%%%")  # no wildcards
+
+
+async def test_recall_in_a_delegated_task_sees_no_private_memories(
+    tmp_path: Path, embedding_client: EmbeddingClient
+) -> None:
+    from core.tools.memory_tools import RecallTool
+    from core.tools.registry import ToolContext
+
+    async with memory_at(tmp_path, embedding_client) as memory:
+        await memory.remember("The alarm code is 1234.")  # private, the default for notes
+        tool = RecallTool(memory)
+        mine = await tool.run({"query": "alarm code"}, ToolContext(tmp_path, "s", depth=0))
+        peer = await tool.run({"query": "alarm code"}, ToolContext(tmp_path, "s", depth=1))
+        assert "1234" in mine.text and "1234" not in peer.text
+        far = await tool.run({"query": "alarm code", "days": 1e12}, ToolContext(tmp_path, "s"))
+        assert "1234" in far.text
+
+
+async def test_removing_a_folder_while_it_is_scanned_leaves_nothing_behind(
+    tmp_path: Path, embedding_client: EmbeddingClient
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for n in range(6):
+        (docs / f"f{n}.md").write_text(f"# File {n}\n\nSome text about topic number {n}.\n")
+    async with memory_at(tmp_path, embedding_client) as memory:
+        await memory.documents.add_folder(docs)
+        scan = memory.documents.scan_later()
+        await asyncio.sleep(0.2)
+        await memory.documents.remove_folder(str(docs))
+        assert scan.done()
+        assert await memory.sources(kind="document") == [] and await memory.documents.folders() == []
