@@ -135,7 +135,7 @@ class AgentCore:
 
                 self.memory = Memory(self.db, self.settings.memory, client=self._embedder)
                 await self.memory.start()
-            for tool in builtin_tools(self.db, self.memory):
+            for tool in builtin_tools(self.memory):
                 self.registry.register(tool)
             for name in self.settings.tools.disabled:
                 self.registry.set_enabled(name, False)
