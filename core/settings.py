@@ -172,6 +172,53 @@ class MemorySettings(_Section):
     idle_unload: float = Field(600.0, ge=0, description="seconds idle before the embedding model is unloaded; 0 never")
 
 
+class ScheduleSettings(_Section):
+    """Recurring and one-off prompts (core/schedule/, docs/schedule.md)."""
+
+    enabled: bool = Field(True, description="run scheduled prompts while the app or `shoal serve` runs")
+    max_concurrent: int = Field(1, ge=1, le=16, description="scheduled runs at once, across all jobs")
+    catch_up: Literal["skip", "once"] = Field(
+        "once", description="missed runs while stopped: once (run one catch-up at start) or skip (wait for the next)"
+    )
+    catch_up_window_hours: float = Field(
+        24.0, gt=0, description="a missed run older than this is skipped whatever catch_up says"
+    )
+    notify: bool = Field(True, description="desktop notification when a scheduled run finishes")
+
+
+class PolicySettings(_Section):
+    """Labels, rules, quotas and rate limits (core/policy/, docs/policy.md)."""
+
+    enabled: bool = Field(True, description="apply the policy engine; off: everything is allowed as before")
+    file: str = Field("", description="policy rules (TOML); default: policy.toml beside config.toml")
+    default_label: Literal["public", "internal", "confidential", "secret"] = Field(
+        "internal", description="label of anything no one and no rule labelled"
+    )
+
+
+class ServeSettings(_Section):
+    """`shoal serve`: the headless HTTP API (app/serve/, docs/serve.md)."""
+
+    host: str = Field("127.0.0.1", description="address to bind; anything but loopback needs the bearer token")
+    port: int = Field(8765, ge=0, le=65535)
+    auth: bool = Field(True, description="ask for the bearer token; may be off on loopback only")
+    token_name: str = Field("serve", description="keyring entry holding the bearer token (made on first run)")
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; never a wildcard")
+    rate_limit: float = Field(20.0, gt=0, description="requests per second per client (token bucket)")
+    rate_burst: int = Field(40, ge=1, description="requests a client may make at once")
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+
+
+class RemoteSettings(_Section):
+    """The desktop as a client of a remote `shoal serve` instead of its embedded core."""
+
+    enabled: bool = Field(False, description="connect the desktop to a remote shoal serve")
+    url: str = Field("", description="base URL of the remote shoal serve, e.g. https://pi.local:8765")
+    key_name: str = Field("remote", description="keyring entry holding the remote server's bearer token")
+    timeout: float = Field(30.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", validate_assignment=True)
 
@@ -183,6 +230,10 @@ class Settings(BaseSettings):
     appearance: AppearanceSettings = Field(default_factory=AppearanceSettings)
     group: GroupSettings = Field(default_factory=GroupSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    remote: RemoteSettings = Field(default_factory=RemoteSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="detail of the log file (data folder/logs/shoal.log); secrets are always scrubbed"
     )

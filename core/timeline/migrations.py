@@ -177,6 +177,18 @@ def m006_memory(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO memory_chunks (source_id, ordinal, text, end) SELECT id, 0, text, length(text) FROM notes")
 
 
+@migration
+def m007_schedule(db: sqlite_utils.Database) -> None:
+    """Scheduled prompts and their runs (core/schedule/)."""
+    # filled in by the scheduler work
+
+
+@migration
+def m008_policy(db: sqlite_utils.Database) -> None:
+    """Labels on messages and memory, token usage for quotas (core/policy/)."""
+    # filled in by the policy work
+
+
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
