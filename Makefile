@@ -43,7 +43,7 @@ doctor: install
 
 # The outer timeout guards against a Qt teardown that hangs (a nested event loop in a coroutine can do that).
 test: install
-	timeout --kill-after=30 1500 $(BIN)/python -m pytest -q tests/unit tests/integration tests/group
+	timeout --kill-after=30 1500 $(BIN)/python -m pytest -q tests/unit tests/integration tests/serve tests/group
 	timeout --kill-after=30 1200 $(BIN)/python -m pytest -q tests/ui
 
 test-fast: install

@@ -30,6 +30,10 @@ class ApprovalBroker:
         """`listener(change, pending)` with change "added" or "resolved"."""
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: Callable[[str, PendingApproval], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def _notify(self, change: str, item: PendingApproval) -> None:
         for listener in list(self._listeners):
             listener(change, item)

@@ -96,3 +96,36 @@ def keyring_backend() -> tuple[str, bool]:
 
 def env_var_for(key_name: str) -> str:
     return _env_name(key_name)
+
+
+# --- bearer tokens (shoal serve, and the desktop's remote mode) ------------------------------------------
+
+
+def token_env_var(name: str) -> str:
+    """`serve` -> SHOAL_SERVE_TOKEN: the fallback where no keyring exists (a headless Pi, a systemd unit)."""
+    return "SHOAL_" + "".join(ch if ch.isalnum() else "_" for ch in name).upper() + "_TOKEN"
+
+
+def get_token(name: str) -> Secret | None:
+    """The bearer token named `name`: keyring entry `token:<name>` first, then its environment variable."""
+    value = _keyring_get(f"token:{name}")
+    if value:
+        return Secret(value, "keyring")
+    env = token_env_var(name)
+    if os.environ.get(env):
+        return Secret(os.environ[env], f"env:{env}")
+    return None
+
+
+def set_token(name: str, value: str) -> None:
+    import keyring
+    from keyring.errors import KeyringError
+
+    try:
+        keyring.set_password(SERVICE, f"token:{name}", value)
+    except (KeyringError, RuntimeError) as exc:
+        raise ConfigError(
+            f"No usable OS keyring to store the {name} token ({type(exc).__name__}: {exc}).",
+            f"Install/unlock a keyring, or set {token_env_var(name)} in a file only you can read "
+            "(packaging/systemd/shoal.env shows how).",
+        ) from exc

@@ -368,6 +368,13 @@ class GroupNode(Publisher):
                 log.debug("group heartbeat: %s", exc)
             await asyncio.sleep(self.settings.heartbeat_interval)
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Consumer lag per (topic, partition) over this node's readers (see Reader.lag)."""
+        out: dict[tuple[str, int], int] = {}
+        for reader in self.readers:
+            out.update(reader.lag())
+        return out
+
     def members(self) -> list[Member]:
         self.roster.expire(time.monotonic())
         return self.roster.members()

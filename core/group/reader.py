@@ -179,6 +179,21 @@ class Reader:
                 return False
         return True
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the high watermark per assigned partition, as of the latest fetch (no broker call,
+        so /metrics can read it at scrape time). Partitions not fetched yet are left out."""
+        if self.consumer is None:
+            return {}
+        out: dict[tuple[str, int], int] = {}
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            seen = self._last_seen.get(tp)
+            next_offset = seen[0] + 1 if seen is not None else highwater
+            out[(tp.topic, tp.partition)] = max(0, highwater - next_offset)
+        return out
+
     async def _deliver(self, batch: dict[Any, list[Any]], accepted: list[Incoming], rejected: list[Rejected]) -> bool:
         """Hand a checked batch to the handler (which records it), then mark its offsets for commit.
         False if the handler failed: nothing is marked and the reader reads the batch again."""

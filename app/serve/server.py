@@ -1,0 +1,135 @@
+"""`shoal serve`: the core, the scheduler and the HTTP API on one asyncio loop, no GUI.
+
+uvicorn serves the app on the loop that runs the core (no second loop, no thread hop per request), traps
+SIGINT/SIGTERM for a graceful stop (open streams get `timeout_graceful_shutdown` seconds), and the core
+stops after it, recording the turns that were cut short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app.serve.auth import Access, decide_access, is_loopback
+from app.serve.metrics import ServeMetrics
+from app.serve.state import ServeState
+from core.approvals import ApprovalBroker
+from core.policy.ratelimit import RateLimiter
+from core.service import AgentCore
+from core.settings import LoadedSettings, ServeSettings
+
+log = logging.getLogger(__name__)
+GRACEFUL_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Listening:
+    url: str
+    access: Access
+    state: ServeState
+
+
+def make_state(core: AgentCore, broker: ApprovalBroker, access: Access, settings: ServeSettings) -> ServeState:
+    holder: dict[str, ServeState] = {}
+    metrics = ServeMetrics(lambda: holder["state"].group_figures)
+    state = ServeState(
+        core=core,
+        broker=broker,
+        access=access,
+        limiter=RateLimiter(settings.rate_limit, settings.rate_burst),
+        metrics=metrics,
+        cors_origins=list(settings.cors_origins),
+    )
+    holder["state"] = state
+    core.timeline.add_listener(metrics.on_event)
+    return state
+
+
+def _uvicorn_server(state: ServeState, settings: ServeSettings) -> Any:
+    import uvicorn
+
+    from app.serve.api import create_app
+
+    config = uvicorn.Config(
+        create_app(state),
+        host=settings.host,
+        port=settings.port,
+        lifespan="off",
+        access_log=False,
+        server_header=False,
+        log_level="warning",
+        log_config=None,  # Shoal's own logging (file, scrubbed) stays in charge
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        ssl_certfile=settings.tls_certfile or None,
+        ssl_keyfile=settings.tls_keyfile or None,
+    )
+    return uvicorn.Server(config)
+
+
+def _bound_url(server: Any, settings: ServeSettings) -> str:
+    scheme = "https" if settings.tls_certfile else "http"
+    host, port = settings.host, settings.port
+    for listener in getattr(server, "servers", []):
+        for sock in listener.sockets:
+            port = sock.getsockname()[1]
+            break
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}"
+
+
+async def serve(
+    loaded: LoadedSettings,
+    core: AgentCore,
+    broker: ApprovalBroker,
+    *,
+    access: Access | None = None,
+    on_ready: Callable[[Listening], None] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM (or cancellation). The caller owns `core` (started before, stopped after)."""
+    settings = loaded.settings.serve
+    access = access or decide_access(settings)
+    for warning in access.warnings:
+        log.warning("%s", warning)
+    state = make_state(core, broker, access, settings)
+    server = _uvicorn_server(state, settings)
+    task = asyncio.create_task(server.serve(), name="shoal-serve-http")
+    try:
+        while not server.started:
+            if task.done():  # the port was taken, the certificate unreadable…
+                await task
+                raise OSError(f"Could not listen on {settings.host}:{settings.port} (see the log above).")
+            await asyncio.sleep(0.02)
+        if on_ready is not None:
+            on_ready(Listening(_bound_url(server, settings), access, state))
+        await task
+    finally:
+        core.timeline.remove_listener(state.metrics.on_event)
+        if not task.done():
+            server.should_exit = True
+            await asyncio.wait({task}, timeout=GRACEFUL_SECONDS + 2)
+
+
+def banner(listening: Listening, settings: ServeSettings, token_shown: bool) -> list[str]:
+    lines = [f"Shoal is serving on {listening.url}  (OpenAI-compatible: {listening.url}/v1)"]
+    access = listening.access
+    if access.token is None:
+        lines.append("No bearer token is asked (serve.auth = false, loopback only).")
+    elif access.created or token_shown:
+        lines.append(f"Bearer token ({'new, stored in' if access.created else 'from'} {access.token_origin}):")
+        lines.append(f"  {access.token}")
+        lines.append("Keep it secret; `shoal serve --show-token` prints it again.")
+    else:
+        lines.append(f"Bearer token: from {access.token_origin} (`shoal serve --show-token` prints it).")
+    if not is_loopback(settings.host):
+        lines.append(f"Reachable from other machines on {settings.host}.")
+    lines += [f"warning: {w}" for w in access.warnings]
+    return lines
+
+
+def print_banner(lines: list[str]) -> None:
+    for line in lines:
+        print(line, file=sys.stderr, flush=True)
