@@ -8,6 +8,7 @@ to make. The OpenAPI document itself is at /openapi.json.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,10 +17,12 @@ from fastapi.openapi.utils import get_openapi
 from app.serve import errors
 from app.serve.gate import PUBLIC_PATHS, Gate
 from app.serve.routes_agent import router as agent_router
+from app.serve.routes_live import router as live_router
 from app.serve.routes_openai import router as openai_router
 from app.serve.routes_ops import api as ops_api
 from app.serve.routes_ops import router as ops_router
 from app.serve.routes_ops import shoal_version
+from app.serve.routes_panes import router as panes_router
 from app.serve.state import ServeState
 
 DESCRIPTION = """The headless API of a Shoal agent: chat (JSON or Server-Sent Events), sessions, the timeline
@@ -34,16 +37,29 @@ def create_app(state: ServeState) -> FastAPI:
         description=DESCRIPTION,
         docs_url=None,
         redoc_url=None,
+        **_no_telemetry(),
     )
     app.state.serve = state
     errors.install(app)
     app.include_router(ops_router)
     app.include_router(agent_router)
+    app.include_router(live_router)
+    app.include_router(panes_router)
     app.include_router(ops_api)
     app.include_router(openai_router)
     app.add_middleware(Gate, state=state)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _no_telemetry() -> dict[str, Any]:
+    """FastAPI's OpenTelemetry hooks (newer releases), all off, and no exporter even when
+    FASTAPI_OTEL_AUTO_CONFIGURE is set: Shoal records its own traces in the timeline and sends nothing
+    anywhere it was not asked to."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    off = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False, "auto_configure": False}
+    return {"telemetry": off}
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

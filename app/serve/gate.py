@@ -90,7 +90,7 @@ class Gate:
             return status, body, [(b"retry-after", str(retry).encode())]
         if scope["method"] == "OPTIONS" and allowed_origin:  # a CORS preflight from an allowed origin
             headers = [
-                (b"access-control-allow-methods", b"GET, POST, PUT, DELETE"),
+                (b"access-control-allow-methods", b"GET, POST, PUT, PATCH, DELETE"),
                 (b"access-control-allow-headers", _CORS_HEADERS),
                 (b"access-control-max-age", b"600"),
             ]

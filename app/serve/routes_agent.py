@@ -73,6 +73,8 @@ async def get_session(state: State, session_id: SessionId) -> s.SessionDetail:
             model=e.model,
             input_tokens=e.input_tokens,
             output_tokens=e.output_tokens,
+            duration_ms=e.duration_ms,
+            status=e.status,
         )
         for e in entries
     ]

@@ -64,6 +64,7 @@ class SessionOut(BaseModel):
     created_at: str
     updated_at: str
     model: str
+    system_prompt: str = ""
     pinned: bool
     message_count: int
     input_tokens: int
@@ -84,6 +85,8 @@ class MessageOut(BaseModel):
     model: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    duration_ms: float | None = Field(None, description="how long the model call that wrote it took")
+    status: str = Field("ok", description="ok, or cancelled / error for an answer cut short")
 
 
 class SessionDetail(BaseModel):

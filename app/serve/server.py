@@ -8,9 +8,11 @@ stops after it, recording the turns that were cut short.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +69,29 @@ def _uvicorn_server(state: ServeState, settings: ServeSettings) -> Any:
         ssl_certfile=settings.tls_certfile or None,
         ssl_keyfile=settings.tls_keyfile or None,
     )
-    return uvicorn.Server(config)
+    server = uvicorn.Server(config)
+    # uvicorn re-raises a trapped SIGTERM once it has stopped, which would kill the process before the core
+    # records its cut-short turns and closes the database. Shoal traps the signals itself (_stop_on_signals).
+    server.capture_signals = contextlib.nullcontext
+    return server
+
+
+@contextlib.contextmanager
+def _stop_on_signals(server: Any) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the server to stop gracefully (only the main thread can trap signals)."""
+    loop = asyncio.get_running_loop()
+    trapped: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+            trapped.append(sig)
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or Windows
+            pass
+    try:
+        yield
+    finally:
+        for sig in trapped:
+            loop.remove_signal_handler(sig)
 
 
 def _bound_url(server: Any, settings: ServeSettings) -> str:
@@ -105,7 +129,8 @@ async def serve(
             await asyncio.sleep(0.02)
         if on_ready is not None:
             on_ready(Listening(_bound_url(server, settings), access, state))
-        await task
+        with _stop_on_signals(server):
+            await task
     finally:
         core.timeline.remove_listener(state.metrics.on_event)
         if not task.done():

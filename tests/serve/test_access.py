@@ -114,3 +114,14 @@ async def test_a_burst_over_the_rate_limit_gets_429_with_retry_after() -> None:
         async with server.client(token="guess") as guesser:  # guessing tokens is throttled too
             assert (await guesser.get("/api/tools")).status_code == 429
         assert server.state.metrics.refused.labels("rate_limit")._value.get() == 4
+
+
+def test_fastapi_telemetry_stays_off_even_when_the_environment_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.serve.api import create_app
+
+    monkeypatch.setenv("FASTAPI_OTEL_AUTO_CONFIGURE", "true")
+    app = create_app(object())  # type: ignore[arg-type]
+    config = getattr(app, "_telemetry", None)
+    if config is not None:  # FastAPI releases with OpenTelemetry hooks
+        assert not any(config[k] for k in ("tracing", "metrics", "logs", "operation_spans", "auto_configure"))
+    assert app.docs_url is None and app.redoc_url is None
