@@ -134,13 +134,17 @@ def _schedule(state: Any) -> Any:
     return schedule
 
 
+def _job_out(job: Any) -> s.JobOut:
+    return s.JobOut(**job.to_dict())
+
+
 @api.get("/schedule", summary="Scheduled prompts", responses=documented(503))
-async def schedule_list(state: State) -> list[dict[str, Any]]:
-    return [job.to_dict() for job in await _schedule(state).list_jobs()]
+async def schedule_list(state: State) -> list[s.JobOut]:
+    return [_job_out(job) for job in await _schedule(state).list_jobs()]
 
 
-@api.post("/schedule", status_code=201, summary="Schedule a prompt", responses=documented(400, 422, 503))
-async def schedule_add(state: State, body: s.JobIn) -> dict[str, Any]:
+@api.post("/schedule", status_code=201, summary="Schedule a prompt", responses=documented(422, 503))
+async def schedule_add(state: State, body: s.JobIn) -> s.JobOut:
     given = [k for k in ("cron", "every", "at") if getattr(body, k)]
     if len(given) != 1:
         raise UserError("Give exactly one of cron, every and at.", 'e.g. {"cron": "0 8 * * 1-5"}')
@@ -153,12 +157,12 @@ async def schedule_add(state: State, body: s.JobIn) -> dict[str, Any]:
         catch_up=body.catch_up,
         notify=body.notify,
     )
-    return dict(job.to_dict())
+    return _job_out(job)
 
 
 @api.get("/schedule/runs", summary="Recent runs of every job", responses=documented(503))
-async def schedule_runs(state: State, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict[str, Any]]:
-    return [run.to_dict() for run in await _schedule(state).runs(None, limit)]
+async def schedule_runs(state: State, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[s.RunOut]:
+    return [s.RunOut(**run.to_dict()) for run in await _schedule(state).runs(None, limit)]
 
 
 async def _job(state: Any, job_id: str) -> Any:
@@ -169,17 +173,16 @@ async def _job(state: Any, job_id: str) -> Any:
 
 
 @api.get("/schedule/{job_id}", summary="A job and its recent runs", responses=documented(404, 503))
-async def schedule_get(state: State, job_id: Ident) -> dict[str, Any]:
+async def schedule_get(state: State, job_id: Ident) -> s.JobDetail:
     job = await _job(state, job_id)
     runs = await _schedule(state).runs(job.id, 20)
-    return {**job.to_dict(), "runs": [r.to_dict() for r in runs]}
+    return s.JobDetail(**job.to_dict(), runs=[s.RunOut(**r.to_dict()) for r in runs])
 
 
 @api.put("/schedule/{job_id}", summary="Enable or disable a job", responses=documented(404, 422, 503))
-async def schedule_toggle(state: State, job_id: Ident, body: s.JobToggle) -> dict[str, Any]:
+async def schedule_toggle(state: State, job_id: Ident, body: s.JobToggle) -> s.JobOut:
     job = await _job(state, job_id)
-    await _schedule(state).set_enabled(job.id, body.enabled)
-    return dict((await _job(state, job.id)).to_dict())
+    return _job_out(await _schedule(state).set_enabled(job.id, body.enabled))
 
 
 @api.delete("/schedule/{job_id}", status_code=204, summary="Remove a job", responses=documented(404, 503))
@@ -190,9 +193,9 @@ async def schedule_remove(state: State, job_id: Ident) -> Response:
 
 
 @api.post("/schedule/{job_id}/run", summary="Run a job now and wait for it", responses=documented(404, 503))
-async def schedule_run(state: State, job_id: Ident) -> dict[str, Any]:
+async def schedule_run(state: State, job_id: Ident) -> s.RunOut:
     job = await _job(state, job_id)
-    return dict((await _schedule(state).run_now(job.id)).to_dict())
+    return s.RunOut(**(await _schedule(state).run_now(job.id)).to_dict())
 
 
 # --- group -----------------------------------------------------------------------------------------------

@@ -188,6 +188,51 @@ class JobIn(_Body):
     notify: bool = True
 
 
+class RunOut(BaseModel):
+    """One run of a scheduled job."""
+
+    id: str
+    job_id: str
+    job_name: str
+    session_id: str | None
+    scheduled_for: str | None = Field(description="when it was due; null for a manual run")
+    started_at: str | None
+    finished_at: str | None
+    status: str = Field(description="queued, running, ok, failed, cancelled, skipped or missed")
+    trigger: str = Field(description="schedule, catch_up or manual")
+    count: int = Field(description="how many scheduled times a `missed` row stands for")
+    trace_id: str | None
+    summary: str
+    error: str | None
+    created_at: str
+    duration_s: float | None
+
+
+class JobOut(BaseModel):
+    """A scheduled prompt."""
+
+    id: str
+    short_id: str
+    name: str
+    prompt: str
+    kind: str = Field(description="cron, interval or once")
+    expr: str
+    schedule: str = Field(description="the schedule in words")
+    catch_up: str | None
+    notify: bool
+    enabled: bool
+    session_id: str
+    created_at: str
+    updated_at: str
+    next_run: str | None
+    last_run: str | None
+    last_status: str | None
+
+
+class JobDetail(JobOut):
+    runs: list[RunOut]
+
+
 class JobToggle(_Body):
     enabled: bool
 
