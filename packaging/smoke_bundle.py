@@ -101,6 +101,37 @@ def memory_roundtrip(exe: Path, home: Path) -> None:
     check("✓ memory: embedding model" in doctor.stdout + doctor.stderr, "doctor sees the embedding model", doctor)
 
 
+def headless_serve(exe: Path, home: Path) -> None:
+    """`shoal serve` from the bundle: the token from the environment (no keyring here, as on a server)."""
+    import urllib.request
+
+    token = "bundle-smoke-token-0123456789abcdef"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOAL_", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(
+        SHOAL_CONFIG=str(home / "config.toml"),
+        SHOAL_PATHS__DATA_DIR=str(home / "data"),
+        SHOAL_TOOLS__WORKSPACE=str(home / "ws"),
+        HOME=str(home),
+        PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
+        SHOAL_SERVE_TOKEN=token,
+    )
+    process = subprocess.Popen([str(exe), "serve", "--port", "0"], env=env, cwd=home, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        check(line.startswith("Shoal is serving on http://127.0.0.1:"), f"shoal serve starts: {line.strip()}")
+        url = line.split(" on ", 1)[1].split()[0]
+        request = urllib.request.Request(f"{url}/v1/models", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            models = json.loads(answer.read())
+        check(models["data"][0]["id"] == "shoal", "shoal serve answers /v1/models with the token")
+        process.terminate()
+        check(process.wait(30) == 0, "shoal serve stops cleanly on SIGTERM")
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flavour", choices=["slim", "full"], default=os.environ.get("FLAVOUR", "slim"))
@@ -123,6 +154,7 @@ def main() -> None:
             first_window(exe, home, args.runs)
             chat_over_gguf(exe, home)
             memory_roundtrip(exe, home)
+            headless_serve(exe, home)
             print(f"bundle smoke test passed in {time.monotonic() - started:.0f} s")
     except Failed as exc:
         print(f"FAIL {exc}", file=sys.stderr)
