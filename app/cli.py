@@ -116,8 +116,10 @@ def approval_prompt(auto_yes: bool, reader: LineReader | None = None) -> Approva
     return approve
 
 
-async def _run_turn(core: Any, session_id: str, text: str, printer: render.Printer) -> ev.AgentEvent | None:
-    turn = core.send(session_id, text)
+async def _run_turn(
+    core: Any, session_id: str, text: str, printer: render.Printer, label: str | None = None
+) -> ev.AgentEvent | None:
+    turn = core.send(session_id, text, label=label)
     try:
         async for event in turn:
             printer.handle(event)
@@ -131,8 +133,13 @@ async def _run_turn(core: Any, session_id: str, text: str, printer: render.Print
 @click.option("-s", "--session", help="continue this session (id or unique prefix)")
 @click.option("-y", "--yes", is_flag=True, help="approve high-risk tool calls without asking")
 @click.option("--json", "as_json", is_flag=True, help="print every event as one JSON object per line")
+@click.option(
+    "--label",
+    type=click.Choice(["public", "internal", "confidential", "secret"]),
+    help="the message's sensitivity label (default: the policy's classifier rules, else policy.default_label)",
+)
 @click.pass_obj
-def agent(obj: Context, message: str, session: str | None, yes: bool, as_json: bool) -> None:
+def agent(obj: Context, message: str, session: str | None, yes: bool, as_json: bool, label: str | None) -> None:
     """Send one message, stream the answer to stdout, exit non-zero on failure."""
     text = sys.stdin.read() if message == "-" else message
 
@@ -140,7 +147,7 @@ def agent(obj: Context, message: str, session: str | None, yes: bool, as_json: b
         async with build_core(obj.settings(), approval_prompt(yes)) as core:
             info = await core.sessions.get(session) if session else await core.new_session()
             printer = render.JsonPrinter() if as_json else render.TurnPrinter(verbose=obj.verbose)
-            final = await _run_turn(core, info.id, text, printer)
+            final = await _run_turn(core, info.id, text, printer, label)
             if obj.verbose:
                 render.err.print(f"[dim]session {info.id}[/dim]")
             return _exit_code(final)
@@ -174,7 +181,15 @@ def chat(obj: Context, session: str | None) -> None:
 
 def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-    from app import cli_config, cli_group, cli_inspect, cli_memory  # noqa: F401 - registers their commands
+    from app import (  # noqa: F401 - registers their commands
+        cli_config,
+        cli_group,
+        cli_inspect,
+        cli_memory,
+        cli_policy,
+        cli_schedule,
+        cli_serve,
+    )
 
     try:
         cli.main(prog_name="shoal", standalone_mode=True)

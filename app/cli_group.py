@@ -24,6 +24,7 @@ from app import render
 from app.cli import Context, cli, run_async
 from app.wiring import build_core
 from core.errors import UserError
+from core.policy.labels import NAMES as LABELS
 from core.settings import LoadedSettings
 
 out = Console(highlight=False)
@@ -164,16 +165,20 @@ def set_password(obj: Context, password: str) -> None:
 @click.option("--deadline", type=float, help="seconds the task may take (default: group.task_deadline)")
 @click.option("--json", "as_json", is_flag=True, help="print progress and result as JSON lines")
 @click.option("--wait", default=15.0, show_default=True, help="seconds to wait for the broker")
+@click.option("--label", type=click.Choice(LABELS), help="the task's label (default: classifier rules, else default)")
 @click.pass_obj
-def dispatch(obj: Context, text: str, skill: str, to: str, deadline: float | None, as_json: bool, wait: float) -> None:
-    """Send a task to the group and stream its answer (exit 0 when it succeeded)."""
+def dispatch(
+    obj: Context, text: str, skill: str, to: str, deadline: float | None, as_json: bool, wait: float, label: str | None
+) -> None:
+    """Send a task to the group and stream its answer (exit 0 when it succeeded). The policy must let the task's
+    label go to the peer (see `shoal policy check --action peer`)."""
     if bool(skill) == bool(to):
         raise click.UsageError("give exactly one of --skill or --to")
 
     async def main() -> int:
         core = await _ephemeral_core(obj, wait)
         try:
-            handle = await core.group.dispatch(text, skill=skill, to=to, deadline=deadline)
+            handle = await core.group.dispatch(text, skill=skill, to=to, deadline=deadline, label=label)
             if not as_json:
                 render.err.print(f"[dim]task {handle.taskid} → {skill or to}[/dim]")
             result, streamed = None, False

@@ -21,6 +21,7 @@ from rich.table import Table
 from app import render
 from app.cli import Context, cli, run_async
 from core.errors import ConfigError
+from core.policy.labels import NAMES as LABELS
 
 out = Console(highlight=False)
 KINDS = click.Choice(["note", "document", "shared"])
@@ -85,13 +86,14 @@ def search(obj: Context, query: str, limit: int, kind: tuple[str, ...], mode: st
 @memory.command("remember")
 @click.argument("text")
 @click.option("--tag", "tags", multiple=True, help="a keyword (repeatable)")
+@click.option("--label", type=click.Choice(LABELS), help="sensitivity label (default: the policy's rules decide)")
 @click.pass_obj
-def remember(obj: Context, text: str, tags: tuple[str, ...]) -> None:
+def remember(obj: Context, text: str, tags: tuple[str, ...], label: str | None) -> None:
     """Save a note to memory."""
 
     async def main() -> None:
         async with _memory(obj) as mem:
-            saved = await mem.remember(text, tags=list(tags))
+            saved = await mem.remember(text, tags=list(tags), label=label)
             out.print(
                 f"Remembered {saved.source_id}" + (f" ([yellow]{saved.warning}[/yellow])" if saved.warning else "")
             )
@@ -177,9 +179,12 @@ def reembed(obj: Context) -> None:
 @click.argument("text")
 @click.option("--tag", "tags", multiple=True, help="a keyword (repeatable)")
 @click.option("--wait", default=15.0, show_default=True, help="seconds to wait for the broker")
+@click.option("--label", type=click.Choice(LABELS), help="its label (default: classifier rules, else public)")
 @click.pass_obj
-def share(obj: Context, text: str, tags: tuple[str, ...], wait: float) -> None:
-    """Share a note with the group: every member indexes it in its own memory, credited to this agent."""
+def share(obj: Context, text: str, tags: tuple[str, ...], wait: float, label: str | None) -> None:
+    """Share a note with the group: every member indexes it in its own memory, credited to this agent. Sharing
+    it yourself makes it public unless you say otherwise (--label) or a classify rule labels it; the policy
+    must let that label into this agent's zone."""
     import asyncio
 
     from app.cli_group import _ephemeral_core
@@ -191,7 +196,7 @@ def share(obj: Context, text: str, tags: tuple[str, ...], wait: float) -> None:
                 raise ConfigError(
                     "Memory is switched off (memory.enabled = false).", "shoal config set memory.enabled true"
                 )
-            itemid = await core.group.shared.share(text, tags=list(tags))
+            itemid = await core.group.shared.share(text, tags=list(tags), label=label, fallback="public")
             await asyncio.wait_for(core.group.node.sender.drained(), wait)
             out.print(f"Shared item {itemid} with group {core.settings.group.name}.")
         finally:

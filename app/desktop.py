@@ -2,6 +2,7 @@
 
 The window is shown before the core starts, so the first paint does not wait for the database, MCP
 servers or the model; the panes fill in once `core.start()` returns. The model loads in the background.
+With `remote.enabled` the core is the client of a remote `shoal serve` instead (app/remote_wiring.py).
 """
 
 from __future__ import annotations
@@ -31,7 +32,17 @@ class DesktopApp:
         self.qapp = qapp
         self.loaded = loaded
         self.broker = ApprovalBroker()
-        self.core = AgentCore(loaded.settings, provider=provider, approve=self.broker.ask)
+        self.remote: Any = None  # app.remote_wiring.RemoteDesktop when remote.enabled
+        self.restart_requested = False  # app/gui.py opens a new window with the saved settings
+        self.restart_box: Any = None
+        if loaded.settings.remote.enabled:  # the client of a remote `shoal serve`: no model, no database here
+            from app.remote_wiring import build_remote_core
+
+            self.core = build_remote_core(loaded, self.broker)
+        else:
+            self.core = AgentCore(
+                loaded.settings, provider=provider, approve=self.broker.ask, config_file=loaded.config_file
+            )
         self.bridge = Bridge(self.core, self.broker, loaded=loaded)
         self.bridge.group.settingsApplied.connect(self._group_settings_applied)
         layout = loaded.settings.paths.data_path() / "desktop-layout.ini"
@@ -40,12 +51,17 @@ class DesktopApp:
         self.tray: Any = None
         self._quick_ask: Any = None
         self._dialogs: list[Any] = []
+        self._notified_session: str | None = None  # the thread of the last scheduled run the tray announced
         self.window.quitRequested.connect(self.quit)
         self.window.settingsRequested.connect(self.open_settings)
         qapp.aboutToQuit.connect(self.quit)
         # Quitting is ours to do (after turns stop and the core is released), never Qt's on the last close.
         qapp.setQuitOnLastWindowClosed(False)
         self._fatal_box: QMessageBox | None = None
+        if loaded.settings.remote.enabled:
+            from app.remote_wiring import RemoteDesktop
+
+            self.remote = RemoteDesktop(self)
 
     # --- running ----------------------------------------------------------------------------
 
@@ -54,13 +70,17 @@ class DesktopApp:
         self._setup_tray()
         if show and not quick_ask:
             self.window.show()
-        await self.core.start()
-        await self.window.start()
+        if self.remote is not None:
+            await self.remote.connect()  # never fatal: the window says what is wrong, offers Settings and Retry
+        else:
+            await self.core.start()
+            await self.window.start()
+        await self._start_scheduler()
         log.info("desktop ready (pid %d)", os.getpid())
         if self._needs_model():
             self.bridge.modelState.emit("none", "choose one in the welcome dialog, or later in Settings")
             self.open_first_run()
-        else:
+        elif self.remote is None:
             self.bridge.load_model()
         if quick_ask:
             self.show_quick_ask()
@@ -80,6 +100,18 @@ class DesktopApp:
 
     def quit(self) -> None:
         self.quit_event.set()
+
+    def restart(self) -> None:
+        """Close this window and open a new one with the saved settings, in this process (app/gui.py)."""
+        self.restart_requested = True
+        self.quit()
+
+    def dispose(self) -> None:
+        """After `shutdown`, before a restart: let the window and the tray icon go."""
+        self.qapp.aboutToQuit.disconnect(self.quit)
+        if self.tray is not None:
+            self.tray.deleteLater()
+        self.window.deleteLater()
 
     async def shutdown(self) -> None:
         """Stop turns (each records its stop), let the panes finish their last reloads, then release the core."""
@@ -124,9 +156,47 @@ class DesktopApp:
         self.tray.quickAskRequested.connect(self.show_quick_ask)
         self.tray.showRequested.connect(self.window.show_and_raise)
         self.tray.quitRequested.connect(self.quit)
+        self.tray.pauseToggled.connect(self.bridge.schedule.set_paused)
+        self.tray.messageClicked.connect(self._notification_clicked)
         self.window.keep_in_tray = self.tray.available
         if self.tray.available:
             self.tray.show()
+
+    # --- the scheduler -----------------------------------------------------------------------
+
+    async def _start_scheduler(self) -> None:
+        """Run scheduled prompts while the app runs; a run that ends can say so from the tray."""
+        schedule = self.bridge.schedule
+        schedule.runFinished.connect(self._notify_run)
+        schedule.stateChanged.connect(self._scheduler_state)
+        await self.core.start_scheduler()
+        schedule.sync()
+        schedule.stateChanged.emit()
+
+    def _scheduler_state(self) -> None:
+        if self.tray is None:
+            return
+        state = self.bridge.schedule.state()
+        self.tray.set_scheduler_available(state["running"])
+        self.tray.pause_action.blockSignals(True)
+        self.tray.pause_action.setChecked(state["paused"])
+        self.tray.pause_action.blockSignals(False)
+
+    def _notify_run(self, run: Any, job: Any) -> None:
+        """A tray notification when a run ends, if the job and the setting schedule.notify both want one."""
+        from ui.widgets.schedule_format import notification
+
+        if self.tray is None or not self.bridge.schedule.should_notify(job):
+            return
+        title, text = notification(job, run)
+        if self.tray.notify(title, text):
+            self._notified_session = run.session_id or job.session_id
+
+    def _notification_clicked(self) -> None:
+        if self._notified_session:
+            self.window.open_session(self._notified_session)
+        else:
+            self.window.show_and_raise()
 
     @property
     def quick_ask(self) -> Any:
@@ -170,6 +240,8 @@ class DesktopApp:
         dialog = SettingsDialog(self._setup_service(), self.window)
         dialog.saved.connect(lambda: spawn(self.settings_saved()))
         dialog.connectGroupRequested.connect(lambda: self.window.open_connect_group(dialog))
+        if self.remote is not None:
+            self.remote.adjust_settings(dialog)
         self._keep(dialog)
         dialog.open()
 
@@ -191,7 +263,14 @@ class DesktopApp:
         self.bridge.group.loaded = self.loaded
         await self.core.apply_settings(self.loaded.settings, reconnect=True)
         self.bridge.group.sync()  # the group settings may have changed too (rejoined or left)
+        self.bridge.schedule.stateChanged.emit()  # schedule.enabled may have started or stopped the runner
         apply_theme(self.qapp, self.loaded.settings.appearance.theme)
         self.bridge.toolsChanged.emit()
-        if not self._needs_model():
+        if self.remote is not None:
+            await self.remote.settings_saved(self.loaded)
+        elif self.loaded.settings.remote.enabled:
+            from app.remote_wiring import ask_restart
+
+            ask_restart(self, f"Restart Shoal to connect to {self.loaded.settings.remote.url}?")
+        elif not self._needs_model():
             self.bridge.load_model()

@@ -60,10 +60,17 @@ def run_desktop(loaded: LoadedSettings, *, quick_ask: bool = False, quit_running
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     with loop:
-        desktop = DesktopApp(app, loaded)
-        instance.messageReceived.connect(desktop.handle_message)
         try:
-            return int(loop.run_until_complete(desktop.run(quick_ask=quick_ask)))
+            while True:  # again after a restart asked from the window (remote mode switched on or off)
+                desktop = DesktopApp(app, loaded)
+                instance.messageReceived.connect(desktop.handle_message)
+                code = int(loop.run_until_complete(desktop.run(quick_ask=quick_ask)))
+                instance.messageReceived.disconnect(desktop.handle_message)
+                if not desktop.restart_requested:
+                    return code
+                loaded, quick_ask = desktop.loaded, False
+                desktop.dispose()
+                setup_logging(loaded)
         except RuntimeError:  # Qt ended the loop (session logout): still stop turns and release everything
             loop.run_until_complete(desktop.shutdown())
             return 0

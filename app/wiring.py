@@ -60,4 +60,4 @@ def setup_logging(loaded: LoadedSettings) -> None:
 
 def build_core(loaded: LoadedSettings, approve: ApprovalCallback = deny_all) -> AgentCore:
     setup_logging(loaded)
-    return AgentCore(loaded.settings, approve=approve)
+    return AgentCore(loaded.settings, approve=approve, config_file=loaded.config_file)

@@ -112,6 +112,25 @@ class ApprovalDenied(ToolError):
     """A high-risk tool call was not approved."""
 
 
+# --- policy (core/policy/) -----------------------------------------------------------------
+
+
+class PolicyDenied(UserError):
+    """A policy rule refused an action (sending data to a model, a zone or a peer, or using a tool)."""
+
+
+class QuotaExceeded(UserError):
+    """A token quota is used up for its period; `fix` says when it resets."""
+
+
+class RateLimitExceeded(UserError):
+    """A rate limit refused a call for now; `retry_after` is the seconds until a token is back."""
+
+    def __init__(self, message: str, fix: str = "", *, retry_after: float = 0.0) -> None:
+        super().__init__(message, fix)
+        self.retry_after = retry_after
+
+
 # --- storage -------------------------------------------------------------------------------
 
 

@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from core import events as ev
 from core.agent.loop import Agent
 from core.errors import ShoalError, classify
 from core.history import History
+from core.policy.service import Policy
 from core.providers.base import Provider
 from core.providers.factory import build_provider, generation_options
 from core.settings import Settings
@@ -100,15 +102,18 @@ class AgentCore:
         provider: Provider | None = None,
         approve: ApprovalCallback = deny_all,
         embedder: Any = None,
+        config_file: Path | None = None,
     ) -> None:
         """`embedder`: a core.memory.embed_process.EmbeddingClient to share (tests: one model process for many
-        cores); by default the memory starts its own when first used."""
+        cores); by default the memory starts its own when first used. `config_file`: the config.toml in use
+        (policy.toml is read from beside it unless policy.file says otherwise)."""
         self.settings = settings
         self._embedder = embedder
         self.history = History(settings)
         self.db = self.history.db
         self.timeline = self.history.timeline
         self.sessions = self.history.sessions
+        self.policy = Policy(self.db, self.timeline, config_file=config_file)  # rules read in start()
         self._turns: set[Turn] = set()
         self._background: set[asyncio.Future[None]] = set()
         self.registry = ToolRegistry()
@@ -118,6 +123,8 @@ class AgentCore:
         self._mcp: Any = None
         self.group: Any = None  # core.group.runtime.GroupRuntime while group mode is on
         self.memory: Any = None  # core.memory.service.Memory when memory.enabled (made in start: it imports numpy)
+        self.schedule: Any = None  # core.schedule.Scheduler (made in start); its runner only via start_scheduler()
+        self._run_schedule = False  # a long-running front end asked for the runner (start_scheduler)
         self._agent: Agent | None = None
         self._started = False
 
@@ -126,8 +133,12 @@ class AgentCore:
     async def start(self) -> None:
         if self._started:
             return
+        self.policy.load(self.settings)  # a bad policy file stops the start like any configuration error
         await self.db.start()
         try:
+            from core.schedule import Scheduler
+
+            self.schedule = Scheduler(self)
             workspace = self.settings.tools.workspace_path()
             workspace.mkdir(parents=True, exist_ok=True)
             if self.settings.memory.enabled:
@@ -190,7 +201,19 @@ class AgentCore:
             await runtime.stop(timeout)
             self._agent = None
 
+    async def start_scheduler(self) -> None:
+        """Run scheduled prompts while this core runs (the desktop app, `shoal serve`), if schedule.enabled; a
+        one-shot command never calls it, so `shoal agent` never runs scheduled jobs. Follows the setting later."""
+        self._run_schedule = True
+        if self.schedule is not None and self.settings.schedule.enabled:
+            await self.schedule.start()
+
     async def _release(self) -> None:
+        if self.schedule is not None:  # before the database: a cancelled run records its end
+            try:
+                await self.schedule.stop()
+            except Exception:
+                log.exception("stopping the scheduler failed")
         await self.leave_group()
         if self._mcp is not None:
             try:
@@ -233,7 +256,10 @@ class AgentCore:
         """Use changed settings from the next turn on. The model is released only if what it was loaded or
         connected with changed (generation options need no reload); `reconnect` also renews an endpoint
         connection, whose API key lives in the keyring rather than in the settings. A model still in use by
-        a running turn is released when that turn ends."""
+        a running turn is released when that turn ends. Changed policy settings re-read the policy file first
+        (a bad file raises ConfigError and changes nothing)."""
+        if (settings.policy, settings.tools.auto_approve) != (self.settings.policy, self.settings.tools.auto_approve):
+            self.policy.load(settings)
         old, new = self.settings.model, settings.model
         reload = any(getattr(old, f) != getattr(new, f) for f in _LOAD_FIELDS)
         reload = reload or (reconnect and new.provider == "openai")
@@ -251,6 +277,8 @@ class AgentCore:
         regroup = settings.group != self.settings.group
         self.settings = settings
         self._agent = None
+        if self._run_schedule and self._started and self.schedule is not None:
+            await (self.schedule.start() if settings.schedule.enabled else self.schedule.stop())
         if regroup and self._started:
             await self.leave_group()
             if settings.group.enabled:
@@ -267,7 +295,7 @@ class AgentCore:
     @property
     def agent(self) -> Agent:
         if self._agent is None:
-            executor = ToolExecutor(self.registry, self.settings.tools, self.approve)
+            executor = ToolExecutor(self.registry, self.settings.tools, self.approve, self.policy.engine)
             context = ToolContext(self.settings.tools.workspace_path(), "", self.settings.tools)
             self._agent = Agent(
                 self.provider,
@@ -278,8 +306,14 @@ class AgentCore:
                 generation_options(self.settings.model),
                 context,
                 recall=self._recall if self.memory is not None else None,
+                policy=self.policy.gate(self.provider, self.settings.model, self.approve),
             )
         return self._agent
+
+    def reload_policy(self) -> None:
+        """Re-read the policy file (after editing it); from the next turn on. Raises ConfigError naming the line."""
+        self.policy.load(self.settings)
+        self._agent = None
 
     async def _recall(self, question: str, remote: bool) -> Any:
         from core.memory.recall_context import recall_for
@@ -293,10 +327,14 @@ class AgentCore:
             title=title, model=self.provider.model_id, system_prompt=self.settings.agent.system_prompt
         )
 
-    def send(self, session_id: str, text: str, *, regenerate: bool = False, **remote: Any) -> Turn:
+    def send(
+        self, session_id: str, text: str, *, regenerate: bool = False, label: str | None = None, **remote: Any
+    ) -> Turn:
         """Start a turn; iterate the returned Turn for its events. `regenerate` answers the last question again.
-        A task from a peer passes `parent`, `correlation_id` and `depth` (see `Agent.run_turn`)."""
-        turn = Turn(self.agent.run_turn(session_id, text, regenerate=regenerate, **remote))
+        `label`: the message's sensitivity label (public, internal, confidential, secret; else the policy's
+        classifier rules or default label). A task from a peer passes `parent`, `correlation_id`, `depth` and
+        `requester` (see `Agent.run_turn`); other front ends may pass `requester` ("schedule", "api")."""
+        turn = Turn(self.agent.run_turn(session_id, text, regenerate=regenerate, label=label, **remote))
         self._turns.add(turn)
         turn.on_done(lambda: self._turns.discard(turn))
         return turn

@@ -6,7 +6,7 @@ handlers, and they listen to its signals. Core events arrive as Qt signals carry
 frozen dataclasses (`core.events`, `core.timeline.store.Event`), so widgets render exactly what
 the core recorded. Group mode (state, roster, connecting, dispatching) lives in `bridge.group`, a
 `ui.group_bridge.GroupBridge` this bridge owns; long-term memory and the document index in `bridge.memory`,
-a `ui.memory_bridge.MemoryBridge`.
+a `ui.memory_bridge.MemoryBridge`; scheduled prompts in `bridge.schedule`, a `ui.schedule_bridge.ScheduleBridge`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from core.timeline.store import Event, EventNode
 from core.tools.registry import ApprovalDecision, ToolSpec
 from ui.group_bridge import GroupBridge
 from ui.memory_bridge import MemoryBridge
+from ui.schedule_bridge import ScheduleBridge
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Bridge(QObject):
         self.broker = broker
         self.group = GroupBridge(core, loaded, self)  # `loaded`: where connecting to a group saves its settings
         self.memory = MemoryBridge(core, self)
+        self.schedule = ScheduleBridge(core, self, self)
         self._turns: dict[str, Turn] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         core.timeline.add_listener(self.timelineEvent.emit)
@@ -121,7 +123,7 @@ class Bridge(QObject):
 
     def is_busy(self, session_id: str) -> bool:
         turn = self._turns.get(session_id)
-        return turn is not None and not turn.done
+        return (turn is not None and not turn.done) or self.schedule.is_busy(session_id)  # or a scheduled run
 
     def send(self, session_id: str, text: str) -> asyncio.Task[Any] | None:
         """Start a turn in `session_id`; None if one is already running there."""
@@ -140,6 +142,7 @@ class Bridge(QObject):
         turn = self._turns.get(session_id)
         if turn is not None:
             turn.cancel()
+        self.schedule.stop_session(session_id)  # a scheduled run writing into the thread stops too
 
     def _start(self, session_id: str, text: str, *, regenerate: bool) -> asyncio.Task[Any] | None:
         if self.is_busy(session_id):
@@ -170,7 +173,11 @@ class Bridge(QObject):
         return await self.core.sessions.recent(limit)
 
     async def new_session(self, title: str = "") -> SessionInfo:
-        info = await self.core.new_session(title)
+        try:
+            info = await self.core.new_session(title)
+        except ShoalError as exc:  # said where the person is looking (a remote server down, a full disk)
+            self.errorRaised.emit(exc.to_dict())
+            raise
         self.sessionsChanged.emit()
         return info
 

@@ -1,6 +1,7 @@
 """The main window: chat in the middle; the timeline, memory, the tools and the group as docks a person can move,
 resize and hide. The group dock shares the tools dock's place as a tab (both are short lists beside the timeline),
-the memory dock shares the timeline's (both want height: results and a detail view), and the status bar says
+the memory dock shares the timeline's (both want height: results and a detail view), the schedule dock is one more
+tab beside tools and group, and the status bar says
 whether this agent is in its group, so a dropped connection is seen without opening the pane.
 """
 
@@ -18,6 +19,7 @@ from ui.bridge import Bridge
 from ui.panes.chat import ChatPane
 from ui.panes.memory import MemoryPane
 from ui.panes.roster import RosterPane
+from ui.panes.schedule import SchedulePane
 from ui.panes.timeline import TimelinePane
 from ui.panes.tools import ToolsPane
 from ui.tasks import spawn
@@ -43,15 +45,18 @@ class MainWindow(QMainWindow):
         self.tools = ToolsPane(bridge, self)
         self.roster = RosterPane(bridge, self)
         self.memory = MemoryPane(bridge, self)
+        self.schedule = SchedulePane(bridge, self)
         self.connect_dialog: QWidget | None = None
         self.timeline_dock = self._dock("Timeline", self.timeline, "timeline")
         self.tools_dock = self._dock("Tools", self.tools, "tools")
         self.group_dock = self._dock("Group", self.roster, "group")
         self.memory_dock = self._dock("Memory", self.memory, "memory")
+        self.schedule_dock = self._dock("Schedule", self.schedule, "schedule")
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.timeline_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.tools_dock)
         self.splitDockWidget(self.timeline_dock, self.tools_dock, Qt.Orientation.Vertical)
         self.tabifyDockWidget(self.tools_dock, self.group_dock)
+        self.tabifyDockWidget(self.tools_dock, self.schedule_dock)
         self.tabifyDockWidget(self.timeline_dock, self.memory_dock)
         self.tools_dock.raise_()
         self.timeline_dock.raise_()
@@ -112,6 +117,7 @@ class MainWindow(QMainWindow):
             (self.tools_dock, "Ctrl+Shift+O"),
             (self.group_dock, "Ctrl+Shift+G"),
             (self.memory_dock, "Ctrl+Shift+M"),
+            (self.schedule_dock, "Ctrl+Shift+S"),
         )
         for dock, key in docks:
             toggle = dock.toggleViewAction()
@@ -126,6 +132,7 @@ class MainWindow(QMainWindow):
         self.bridge.modelState.connect(self._on_model_state)
         self.bridge.group.groupState.connect(self._on_group_state)
         self.roster.connectRequested.connect(self.open_connect_group)
+        self.schedule.openSessionRequested.connect(self.open_session)
         self.bridge.errorRaised.connect(
             lambda error: self.statusBar().showMessage(f"{error.get('message', '')} → {error.get('fix', '')}", 15000)
         )
@@ -133,7 +140,12 @@ class MainWindow(QMainWindow):
     async def start(self) -> None:
         """Load every pane's data once the core is running."""
         await asyncio.gather(
-            self.chat.start(), self.timeline.start(), self.tools.start(), self.roster.start(), self.memory.start()
+            self.chat.start(),
+            self.timeline.start(),
+            self.tools.start(),
+            self.roster.start(),
+            self.memory.start(),
+            self.schedule.start(),
         )
 
     # --- reactions ---------------------------------------------------------------------------
@@ -176,6 +188,11 @@ class MainWindow(QMainWindow):
         if self.connect_dialog is dialog:
             self.connect_dialog = None
         dialog.deleteLater()
+
+    def open_session(self, session_id: str) -> None:
+        """Show a thread in the chat (a scheduled job's, from the Schedule pane)."""
+        self.show_and_raise()
+        spawn(self.chat.open_session(session_id))
 
     def _show_group(self) -> None:
         self.group_dock.show()

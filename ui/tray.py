@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 log = logging.getLogger(__name__)
 
-SCHEDULER_PENDING_TIP = "Arrives with the scheduler"
+SCHEDULER_PENDING_TIP = "The scheduler is not running (Settings: schedule.enabled)"
 
 
 class Tray(QObject):
@@ -25,6 +25,7 @@ class Tray(QObject):
     # (with nothing connected to toggleRequested, a left click emits showRequested instead)
     quitRequested = Signal()
     pauseToggled = Signal(bool)  # "Pause scheduler" (enabled by set_scheduler_available)
+    messageClicked = Signal()  # the last notification was clicked
 
     def __init__(self, icon: QIcon, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -72,6 +73,7 @@ class Tray(QObject):
             self._tray.setToolTip("Shoal")
             self._tray.setContextMenu(self.menu)
             self._tray.activated.connect(self._on_activated)
+            self._tray.messageClicked.connect(self.messageClicked.emit)
         self._tray.show()
         return True
 

@@ -36,7 +36,7 @@ from core.timeline.store import Event
 router = APIRouter(prefix="/api", responses=documented(400, 401, 429))
 QUEUE_LIMIT = 10_000  # events held for one slow client before it is dropped (it reloads on reconnect)
 _RESET = object()
-_NOT_SSE = {
+_NOT_SSE: dict[int | str, dict[str, Any]] = {
     406: {"model": s.ErrorBody, "description": "The request did not accept text/event-stream (send that Accept)"}
 }
 

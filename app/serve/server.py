@@ -72,7 +72,7 @@ def _uvicorn_server(state: ServeState, settings: ServeSettings) -> Any:
     server = uvicorn.Server(config)
     # uvicorn re-raises a trapped SIGTERM once it has stopped, which would kill the process before the core
     # records its cut-short turns and closes the database. Shoal traps the signals itself (_stop_on_signals).
-    server.capture_signals = contextlib.nullcontext
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     return server
 
 

@@ -19,13 +19,17 @@ from typing import Any
 from core import events as ev
 from core.agent.collect import CallCollector
 from core.agent.context import estimate_tokens, fit_history
+from core.agent.policy_steps import PolicySteps, who_payload
 from core.errors import ToolError, UserError, classify
+from core.policy.gate import PolicyGate
+from core.policy.labels import Label
+from core.policy.request import LOCAL, Requester
 from core.providers.base import ChatMessage, GenerationOptions, Provider, TextDelta, ToolCall
 from core.settings import AgentSettings
 from core.timeline.ids import TraceContext, new_id
 from core.timeline.sessions import SessionStore, insert_message
 from core.timeline.store import Event, Timeline
-from core.tools.executor import ToolExecutor, ToolRun
+from core.tools.executor import PreparedCall, ToolExecutor, ToolRun
 from core.tools.registry import ApprovalDecision, ToolContext, ToolSpec
 
 log = logging.getLogger(__name__)
@@ -47,16 +51,22 @@ class TurnState:
     answered: set[str] = field(default_factory=set)  # tool call ids whose result is recorded
     depth: int = 0  # delegation depth: 0 for a person's question, d + 1 for a task a peer delegated at depth d
     memories: str = ""  # recalled memories, appended to the system prompt for this turn
+    requester: Requester = LOCAL  # who asked (a person here, or a peer for a task): what the policy decides on
+    label: Label | None = None  # label of what the latest model call was sent (None without a policy)
+    memory_labels: list[Label] = field(default_factory=list)  # labels of the recalled memories kept
+    instructions: str = ""  # a client's own system message (shoal serve's /v1), appended to the system prompt
 
 
-def _message_writer(session_id: str, message: ChatMessage) -> Callable[[sqlite3.Connection, Event], None]:
+def _message_writer(
+    session_id: str, message: ChatMessage, label: str | None = None
+) -> Callable[[sqlite3.Connection, Event], None]:
     def write(conn: sqlite3.Connection, event: Event) -> None:
-        insert_message(conn, session_id, message, event)
+        insert_message(conn, session_id, message, event, label)
 
     return write
 
 
-class Agent:
+class Agent(PolicySteps):
     """Runs turns for any session. Stateless between turns: history lives in the session store."""
 
     def __init__(
@@ -69,7 +79,9 @@ class Agent:
         options: GenerationOptions,
         tool_context: ToolContext,
         recall: Recaller | None = None,
+        policy: PolicyGate | None = None,
     ) -> None:
+        self.policy = policy  # labels, rules, quotas (core/policy/); None: no policy engine
         self.recall = recall  # automatic recall (core/memory/recall_context.py); None without memory
         self.provider = provider
         self.executor = executor
@@ -88,27 +100,34 @@ class Agent:
         parent: TraceContext | None = None,
         correlation_id: str | None = None,
         depth: int = 0,
+        instructions: str = "",
+        label: Label | str | None = None,
+        requester: Requester | str | None = None,
     ) -> AsyncIterator[ev.AgentEvent]:
         """Stream the events of one turn. Cancel the consuming task to stop it; the stop is recorded.
         With `regenerate`, the session's last question is answered again (the old answer is dropped).
         A task from a peer passes `parent` (the span that received it), its `correlation_id` and `depth`, so
-        the turn continues the requester's trace instead of starting one."""
+        the turn continues the requester's trace instead of starting one, and `requester` (the peer).
+        `label`: the message's sensitivity label as the person set it (else the classifier rules decide)."""
         if regenerate:
             user_text = await self.sessions.rewind_to_last_question(session_id)
         if not user_text.strip():
             raise UserError("The message is empty.", "Type something to ask.")
+        who, stored = self._asker(user_text, label, requester, remote=parent is not None)
         root = parent.child() if parent else TraceContext.new_root()
-        state = TurnState(session_id, root, correlation_id=correlation_id or new_id(), depth=depth)
+        state = TurnState(session_id, root, correlation_id=correlation_id or new_id(), depth=depth, requester=who)
+        state.instructions = instructions
         user_msg = ChatMessage("user", user_text)
         started = await self._record(
             state,
             "user.message",
             root,
-            payload={"text": user_text, "regenerate": regenerate},
-            also=None if regenerate else _message_writer(session_id, user_msg),
+            payload={"text": user_text, "regenerate": regenerate, **who_payload(stored, who)},
+            also=None if regenerate else _message_writer(session_id, user_msg, stored.value if stored else None),
         )
         yield ev.TurnStarted(session_id, root.trace_id, state.correlation_id, started.id)
         try:
+            await self._admit(state)
             if self.recall is not None:
                 recalled = await self._recalled(state, user_text, remote=parent is not None)
                 if recalled is not None:
@@ -132,6 +151,8 @@ class Agent:
         """Put relevant memories into this turn's context and record which ones (they are cited by number)."""
         assert self.recall is not None
         recalled = await self.recall(question, remote)
+        if recalled is not None:
+            recalled = await self._screen(state, recalled)
         if recalled is None:
             return None
         state.memories = recalled.block
@@ -185,13 +206,16 @@ class Agent:
     async def _model_call(
         self, state: TurnState, tools: list[ToolSpec], collector: CallCollector
     ) -> AsyncIterator[ev.AgentEvent]:
-        history = await self.sessions.messages(state.session_id)
-        prompt = self.settings.system_prompt + (f"\n\n{state.memories}" if state.memories else "")
+        labelled = await self.sessions.labelled_messages(state.session_id)
+        history = [message for message, _label in labelled]
+        extras = [part for part in (state.instructions, state.memories) if part]
+        prompt = "\n\n".join([self.settings.system_prompt, *extras])
         system = ChatMessage("system", prompt)
         tool_tokens = sum(estimate_tokens(ChatMessage("system", json.dumps(t.to_openai()))) for t in tools)
         messages, dropped = fit_history(
             system, history, self.provider.context_window, self.options.max_tokens, tool_tokens
         )
+        routine = await self._check_model(state, [label for _message, label in labelled[dropped:]])
         span = state.root.child()
         request = await self._record(
             state,
@@ -205,6 +229,7 @@ class Agent:
                 "dropped_messages": dropped,
                 "tools": [t.name for t in tools],
                 "options": vars(self.options),
+                **({"policy": routine} if routine else {}),
             },
         )
         yield ev.LlmCallStarted(state.iterations, self.provider.model_id, request.id)
@@ -230,6 +255,8 @@ class Agent:
             await stream.aclose()  # type: ignore[attr-defined]
         response = await self._record_response(state, span, collector, status="ok")
         usage = collector.usage
+        if self.policy is not None and usage is not None:
+            await self.policy.record_usage(state.requester, usage.input_tokens + usage.output_tokens)
         yield ev.LlmCallFinished(
             state.iterations,
             self.provider.model_id,
@@ -270,7 +297,7 @@ class Agent:
                 "tokens_estimated": usage.estimated if usage else True,
                 "first_token_ms": collector.first_token_ms,
             },
-            also=_message_writer(state.session_id, message) if keep else None,
+            also=_message_writer(state.session_id, message, state.label and state.label.value) if keep else None,
         )
         state.response_span = span
         return event
@@ -289,26 +316,33 @@ class Agent:
             async for event in self._tool_result(state, call, span, ToolRun(False, None, exc, 0.0)):
                 yield event
             return
+        verdict = self._tool_decision(state, prepared)
+        routine = {"policy": verdict.payload()} if verdict is not None and verdict.routine else {}
         started = await self._record(
             state,
             "tool.call",
             span,
             name=call.name,
-            payload={"call_id": call.id, "arguments": prepared.args, "risk": prepared.risk.value},
+            payload={"call_id": call.id, "arguments": prepared.args, "risk": prepared.risk.value, **routine},
         )
         yield ev.ToolCallStarted(call.id, call.name, prepared.args, prepared.risk.value, started.id)
         run: ToolRun | None = None
-        standing = self.executor.standing_approval(prepared, state.session_id)
-        if standing != "not_required":
+        if verdict is not None and not verdict.routine:
+            await self._decided(state, verdict, span)
+        standing = self.executor.standing_approval(prepared, state.session_id, verdict)
+        if verdict is not None and verdict.denied:
+            run = self.executor.refused(verdict)
+        elif standing != "not_required":
             summary = prepared.tool.approval_summary(prepared.args)
             decision = standing or (await self.executor.ask(prepared, state.session_id)).value
+            rule = {"rule": verdict.rule.name} if verdict is not None else {}
             approval = await self._record(
                 state,
                 "approval",
                 span.child(),
                 name=call.name,
                 status="denied" if decision == ApprovalDecision.DENY.value else "ok",
-                payload={"decision": decision, "summary": summary, "risk": prepared.risk.value},
+                payload={"decision": decision, "summary": summary, "risk": prepared.risk.value, **rule},
             )
             yield ev.ApprovalResolved(call.id, call.name, decision, summary, approval.id)
             if decision == ApprovalDecision.DENY.value:
@@ -321,15 +355,19 @@ class Agent:
                 trace=span,
                 correlation_id=state.correlation_id,
                 depth=state.depth,
+                label=state.label.value if state.label else "",
+                requester=state.requester,
+                policy=self.policy,
             )
             run = await self.executor.run(prepared, ctx)
-        async for event in self._tool_result(state, call, span, run):
+        async for event in self._tool_result(state, call, span, run, prepared):
             yield event
 
     async def _tool_result(
-        self, state: TurnState, call: ToolCall, span: TraceContext, run: ToolRun
+        self, state: TurnState, call: ToolCall, span: TraceContext, run: ToolRun, prepared: PreparedCall | None = None
     ) -> AsyncIterator[ev.AgentEvent]:
         text = run.text_for_model
+        label = self._result_label(prepared, text, run.output.data if run.output else None)
         message = ChatMessage("tool", text, tool_call_id=call.id, name=call.name or "unknown")
         payload: dict[str, object] = {"call_id": call.id, "output": text}
         if run.output is not None:
@@ -344,7 +382,7 @@ class Agent:
             status="ok" if run.ok else "error",
             duration_ms=run.duration_ms,
             payload=payload,
-            also=_message_writer(state.session_id, message),
+            also=_message_writer(state.session_id, message, label),
         )
         state.answered.add(call.id)
         error = None if run.error is None else run.error.describe()

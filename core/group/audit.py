@@ -22,7 +22,9 @@ STEP_KINDS = (
     "approval",
     "error",
     "turn.end",
+    "policy.decision",  # allow / deny / ask, the rule and why (core/policy/): never the data it was about
 )
+POLICY_FIELDS = ("action", "target", "requester", "label", "effect", "rule", "origin", "reason", "risk")
 
 
 def envelope_record(
@@ -48,8 +50,8 @@ def envelope_record(
 
 
 def step_record(event: Event) -> dict[str, Any]:
-    """One step of local work (LLM call, tool call…) done for the group, without its content."""
-    return {
+    """One step of local work (LLM call, tool call, policy decision…) done for the group, without its content."""
+    record = {
         "action": "step",
         "at": event.ts,
         "correlationid": event.correlation_id,
@@ -65,6 +67,9 @@ def step_record(event: Event) -> dict[str, Any]:
             "outputtokens": event.output_tokens,
         },
     }
+    if event.kind == "policy.decision":
+        record["policy"] = {k: event.payload[k] for k in POLICY_FIELDS if k in event.payload}
+    return record
 
 
 def span_data(event: Event) -> dict[str, Any]:

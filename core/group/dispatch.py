@@ -136,7 +136,10 @@ class Dispatcher:
         causationid: str | None = None,
         depth: int = 0,
         session_id: str = "",
+        label: str = "",
     ) -> TaskHandle:
+        """`label`: the task's sensitivity label, carried in the request (the taker treats the task as data of
+        that label); the caller has already checked that the policy lets it go (GroupRuntime.dispatch)."""
         node = self.node
         if not text.strip():
             raise UserError("The task is empty.", "Say what the peer should do.")
@@ -161,6 +164,7 @@ class Dispatcher:
             "depth": depth,
             "maxdepth": node.settings.max_delegation_depth,
             "requester": {"agentid": node.agent_id, "name": node.name},
+            **({"label": label} if label else {}),
         }
         handle = TaskHandle(taskid, correlationid, due, skill, recipient)
         self.handles[taskid] = handle

@@ -3,6 +3,10 @@
 The skill handler `agent` runs a turn of the local agent in a session of its own ("Task from …"), inside
 the requester's trace: the request's receipt is the turn's parent span, so one trace id covers the whole
 decision on both machines.
+
+The policy (core/policy/) is asked before anything leaves: a task for a peer (action `peer`, target the agent's
+name or `skill:<skill>`) and a memory item for the zone (action `zone`), each at its label; a task taken from
+a peer runs as that peer's request (`peer:<name>`), at the label the request carries.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from core.errors import ToolError
 from core.group.dispatch import Dispatcher, TaskHandle
 from core.group.node import GroupNode
 from core.group.roster import Member
-from core.group.shared_memory import SharedMemory, ShareMemoryTool
+from core.group.shared_memory import SharedMemory, ShareMemoryTool, lenient
 from core.group.worker import SkillCall, Worker, echo_runner
+from core.policy.request import LOCAL, PolicyRequest, Requester
+from core.policy.service import peer_requester
 from core.settings import GroupSettings
 from core.tools.registry import RiskTier, Tool, ToolContext, ToolOutput, ToolSpec
 
@@ -51,6 +57,7 @@ class GroupRuntime:
         self.shared: SharedMemory | None = None
         if core.memory is not None:  # items peers share are indexed in this agent's own memory
             self.shared = SharedMemory(self.node, core.memory)
+            self.shared.authorize = self._authorize_share
             self.shared.attach()
 
     async def start(self) -> None:
@@ -70,16 +77,63 @@ class GroupRuntime:
     def members(self) -> list[Member]:
         return self.node.members()
 
-    async def dispatch(self, text: str, **kwargs: Any) -> TaskHandle:
-        return await self.dispatcher.dispatch(text, **kwargs)
+    async def dispatch(
+        self,
+        text: str,
+        *,
+        label: str | None = None,
+        floor: str | None = None,
+        requester: Requester | None = None,
+        **kwargs: Any,
+    ) -> TaskHandle:
+        """Send a task (see `Dispatcher.dispatch`) once the policy lets its label go to the peer: `label` is the
+        person's word for it, `floor` the label of the turn it comes from (the classifier may raise either)."""
+        policy = self.core.policy
+        carried = policy.outgoing_label(text, explicit=label, floor=floor)
+        member = self.node.roster.find(kwargs["to"]) if kwargs.get("to") else None
+        target = member.name if member else (kwargs.get("to") or f"skill:{kwargs.get('skill', '')}")
+        aliases = (member.agentid,) if member else ()
+        request = PolicyRequest("peer", target, requester or LOCAL, carried, aliases=aliases)
+        await policy.authorize(
+            request,
+            approve=self.core.approve,
+            session_id=kwargs.get("session_id", ""),
+            trace=kwargs.get("parent"),
+            correlation_id=kwargs.get("correlationid", ""),
+            audit=self.node.publish_steps,
+        )
+        return await self.dispatcher.dispatch(text, label=carried.value, **kwargs)
+
+    async def _authorize_share(
+        self, text: str, label: str | None, floor: str | None, fallback: str | None, context: dict[str, Any]
+    ) -> str:
+        policy = self.core.policy
+        carried = policy.outgoing_label(text, explicit=label, floor=floor, fallback=fallback)
+        await policy.authorize(
+            PolicyRequest("zone", self.node.settings.zone, context.get("requester") or LOCAL, carried),
+            approve=self.core.approve,
+            session_id=context.get("session_id") or "",
+            trace=context.get("parent"),
+            correlation_id=context.get("correlation_id") or "",
+            audit=self.node.publish_steps,
+        )
+        return carried.value
 
     async def _agent_runner(self, call: SkillCall) -> AsyncIterator[str]:
-        """Answer a task with a turn of the local agent, streaming its text."""
+        """Answer a task with a turn of the local agent, streaming its text, as the requesting peer's request."""
+        member = self.node.roster.get(call.sender) if call.sender else None
+        name = member.name if member else str(call.requester.get("name") or "")
         requester = str(call.requester.get("name") or call.requester.get("agentid", "a peer"))[:40]
         session = await self.core.new_session(f"Task from {requester}: {call.input[:60]}")
         call.session_id = session.id
         turn = self.core.send(
-            session.id, call.input, parent=call.parent, correlation_id=call.correlationid, depth=call.depth + 1
+            session.id,
+            call.input,
+            parent=call.parent,
+            correlation_id=call.correlationid,
+            depth=call.depth + 1,
+            label=lenient(call.label),
+            requester=peer_requester(call.sender or str(call.requester.get("agentid") or ""), name[:100]),
         )
         async for event in turn:
             if isinstance(event, ev.AssistantDelta):
@@ -111,6 +165,8 @@ class _PeerTool(Tool):
         deadline = args.get("deadline_seconds")
         handle = await self.runtime.dispatch(
             str(args.get("task", "")),
+            floor=ctx.label or None,
+            requester=ctx.requester,
             parent=ctx.trace,
             correlationid=ctx.correlation_id,
             depth=ctx.depth,

@@ -7,6 +7,9 @@ whole topic) and keyed by the sharer's agent id. A repeat (a redelivery, or the 
 the earlier copy, since items are stored by (sharer, item id). Large items travel by reference like any other
 payload (`group.max_inline_bytes`, core/group/claimcheck.py).
 
+Labels (core/policy/): sharing is checked against the policy first (action `zone`, target this agent's zone,
+the item's label), and the item carries its label so members store it with it.
+
 Zones: an item carries its sharer's zone. A member indexes items of the `public` and `shared` zones and of
 its own zone; private zones are end-to-end encrypted for their members (group operations), and until then an
 item from another private zone is not indexed (logged).
@@ -15,6 +18,7 @@ item from another private zone is not indexed (logged).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.errors import UserError
@@ -27,6 +31,8 @@ from core.tools.registry import RiskTier, Tool, ToolContext, ToolOutput, ToolSpe
 
 log = logging.getLogger(__name__)
 OPEN_ZONES = frozenset({"public", "shared"})
+# (text, explicit label, floor, fallback, context) -> the label to carry; raises PolicyDenied (GroupRuntime sets it)
+Authorize = Callable[[str, str | None, str | None, str | None, dict[str, Any]], Awaitable[str]]
 MAX_SHARED_CHARS = 200_000  # a shared item is a note or a short document, not a corpus
 
 
@@ -36,14 +42,28 @@ class SharedMemory:
         self.memory = memory  # core.memory.service.Memory
         self.received = 0
         self.refused = 0
+        self.authorize: Authorize | None = None  # the policy's check before anything is shared
 
     def attach(self) -> None:
         self.node.on(MEMORY_ITEM, self.receive)
 
     async def share(
-        self, text: str, *, tags: list[str] | None = None, title: str = "", session_id: str = "", parent: Any = None
+        self,
+        text: str,
+        *,
+        tags: list[str] | None = None,
+        title: str = "",
+        session_id: str = "",
+        parent: Any = None,
+        label: str | None = None,
+        floor: str | None = None,
+        fallback: str | None = None,
+        correlation_id: str = "",
+        requester: Any = None,
     ) -> str:
-        """Publish `text` to the group (and keep it in this agent's memory too). Returns the item id."""
+        """Publish `text` to the group (and keep it in this agent's memory too). Returns the item id.
+        Its label is `label` (the person's word), else the classifier's or `floor` (the turn it came from), else
+        `fallback`; the policy must let that label into this agent's zone (raises PolicyDenied otherwise)."""
         text = text.strip()
         if not text:
             raise UserError("Nothing to share: the text is empty.", "Pass the text to share.")
@@ -52,8 +72,12 @@ class SharedMemory:
                 f"The item is {len(text)} characters; the limit is {MAX_SHARED_CHARS}.",
                 "Share a summary, or put the document in a shared folder.",
             )
+        context = {"session_id": session_id, "parent": parent, "correlation_id": correlation_id, "requester": requester}
+        if self.authorize is not None:
+            label = await self.authorize(text, label, floor, fallback, context)
         itemid, now = new_id(), now_iso()
         data = {
+            **({"label": label} if label else {}),
             "itemid": itemid,
             "text": text,
             "tags": list(tags or []),
@@ -118,8 +142,17 @@ class SharedMemory:
             origin_envelope=envelope.id,
             created_at=created,
             updated_at=now_iso(),
+            label=lenient(data.get("label")),
         )
         await self.memory.put(source, self.memory.chunks_of(str(data["text"]), "text"))
+
+
+def lenient(value: object) -> str | None:
+    """A peer's label, if it is one we know (unknown or missing: unlabelled, so our own rules decide)."""
+    from core.policy.labels import lenient_label
+
+    found = lenient_label(value)
+    return found.value if found else None
 
 
 class ShareMemoryTool(Tool):
@@ -147,6 +180,12 @@ class ShareMemoryTool(Tool):
 
     async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
         itemid = await self.shared.share(
-            args["text"], tags=args.get("tags") or [], session_id=ctx.session_id, parent=ctx.trace
+            args["text"],
+            tags=args.get("tags") or [],
+            session_id=ctx.session_id,
+            parent=ctx.trace,
+            floor=ctx.label or None,
+            correlation_id=ctx.correlation_id,
+            requester=ctx.requester,
         )
         return ToolOutput(f"Shared with the group (item {itemid[-8:]}).", {"itemid": itemid})

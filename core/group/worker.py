@@ -47,6 +47,8 @@ class SkillCall:
     requester: dict[str, Any]
     usage: dict[str, int] = field(default_factory=dict)  # runners fill in token counts
     session_id: str = ""
+    sender: str = ""  # the verified agent id that sent the request (the payload's requester is only a claim)
+    label: str = ""  # the request's sensitivity label ("" when it carries none)
 
 
 SkillRunner = Callable[[SkillCall], AsyncIterator[str]]  # yields answer text as it is produced
@@ -134,6 +136,8 @@ class Worker:
             _int(data.get("depth")),
             deadline,
             _dict(data.get("requester")),
+            sender=envelope.agentid,
+            label=str(data.get("label") or "")[:20],
         )
         accepted = await self._prepare_progress(envelope, received.trace, taskid, {"state": "accepted", "elapsedms": 0})
         opening = _Opening([accepted], row)

@@ -52,12 +52,16 @@ def pack(hits: list[Hit], budget_tokens: int, min_similarity: float) -> Recalled
         used += cost
     if not chosen:
         return None
-    lines = [f"[{n}] ({h.citation()}, {h.created_at[:10]}) {h.text}" for n, h in enumerate(chosen, start=1)]
-    block = (
+    return Recalled(render(chosen), chosen)
+
+
+def render(hits: list[Hit]) -> str:
+    """The block appended to the system prompt: the memories numbered [1], [2]… for citing."""
+    lines = [f"[{n}] ({h.citation()}, {h.created_at[:10]}) {h.text}" for n, h in enumerate(hits, start=1)]
+    return (
         "Relevant memories (from your long-term memory; use them only if they help, and cite them as [n] when "
         "you do):\n" + "\n".join(lines)
     )
-    return Recalled(block, chosen)
 
 
 async def recall_for(memory: Any, question: str, *, remote: bool = False) -> Recalled | None:

@@ -59,6 +59,7 @@ class Hit:
     vector_rank: int | None  # 1-based rank in each list, None when absent from it
     text_rank: int | None
     origin: dict[str, Any]
+    label: str | None = None  # the source's own label (None: unlabelled; the policy's classifier decides)
 
     def citation(self) -> str:
         """How an answer names where this came from."""
@@ -180,6 +181,7 @@ def search(
                 vector_rank.get(chunk_id),
                 text_rank.get(chunk_id),
                 origin,
+                row.get("label"),
             )
         )
     return hits

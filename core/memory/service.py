@@ -25,6 +25,7 @@ from core.memory.embed_process import EmbeddingClient
 from core.memory.retrieval import Hit, Mode, RecallFilter, search
 from core.memory.store import ChunkRow, SourceRow
 from core.memory.vectors import VectorIndex
+from core.policy.labels import parse_label
 from core.settings import MemorySettings
 from core.timeline.db import Database
 from core.timeline.ids import new_id, now_iso
@@ -218,8 +219,16 @@ class Memory:
         return self.problem.describe() if self.problem is not None else "the embedding model is not available"
 
     async def remember(
-        self, text: str, *, tags: list[str] | None = None, zone: str = "private", session_id: str | None = None
+        self,
+        text: str,
+        *,
+        tags: list[str] | None = None,
+        zone: str = "private",
+        session_id: str | None = None,
+        label: str | None = None,
     ) -> Remembered:
+        """`label`: the note's sensitivity label (core/policy/labels.py); None leaves it to the policy's
+        classifier rules and default label, applied whenever the note is read."""
         text = text.strip()
         if not text:
             raise UserError("The note is empty.", "Pass the text to remember.")
@@ -239,6 +248,7 @@ class Memory:
             session_id=session_id,
             created_at=now,
             updated_at=now,
+            label=parse_label(label).value if label else None,
         )
         return await self.put(source, self.chunks_of(text, "text"))
 

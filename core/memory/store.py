@@ -41,6 +41,7 @@ class SourceRow:
     session_id: str | None = None
     created_at: str = ""
     updated_at: str = ""
+    label: str | None = None  # public | internal | confidential | secret; None: unlabelled (core/policy/)
 
 
 @dataclass
@@ -191,7 +192,7 @@ def chunks(conn: sqlite3.Connection, chunk_ids: list[int]) -> dict[int, dict[str
         part = chunk_ids[start : start + 500]
         sql = (
             "SELECT c.id, c.source_id, c.ordinal, c.text, c.heading, c.start, c.end, s.kind, s.uri, s.title, s.zone, "
-            "s.tags, s.created_at, s.origin_agent, s.origin_name, s.origin_trace FROM memory_chunks c "
+            "s.tags, s.created_at, s.origin_agent, s.origin_name, s.origin_trace, s.label FROM memory_chunks c "
             f"JOIN memory_sources s ON s.id = c.source_id WHERE c.id IN ({', '.join('?' * len(part))})"
         )
         out.update({int(r["id"]): dict(r) for r in conn.execute(sql, part)})

@@ -179,14 +179,40 @@ def m006_memory(db: sqlite_utils.Database) -> None:
 
 @migration
 def m007_schedule(db: sqlite_utils.Database) -> None:
-    """Scheduled prompts and their runs (core/schedule/)."""
-    # filled in by the scheduler work
+    """Scheduled prompts and their runs (core/schedule/). Times are UTC ISO strings (they compare as text).
+    A job's thread is not a foreign key: deleting the thread in the chat must not be refused; the next run
+    makes a new one. Runs go with their job; their timeline events stay (the timeline is append-only)."""
+    db.execute(
+        "CREATE TABLE schedule_jobs (id TEXT PRIMARY KEY, name TEXT NOT NULL, prompt TEXT NOT NULL, "
+        "kind TEXT NOT NULL CHECK (kind IN ('cron', 'interval', 'once')), expr TEXT NOT NULL, "
+        "catch_up TEXT CHECK (catch_up IN ('once', 'skip')), notify INTEGER NOT NULL DEFAULT 1, "
+        "enabled INTEGER NOT NULL DEFAULT 1, session_id TEXT NOT NULL, created_at TEXT NOT NULL, "
+        "updated_at TEXT NOT NULL, next_run TEXT, last_run TEXT, last_status TEXT)"
+    )
+    db.execute("CREATE INDEX schedule_jobs_due ON schedule_jobs (enabled, next_run)")
+    db.execute(
+        "CREATE TABLE schedule_runs (id TEXT PRIMARY KEY, job_id TEXT NOT NULL REFERENCES schedule_jobs(id) "
+        "ON DELETE CASCADE, session_id TEXT, scheduled_for TEXT, started_at TEXT, finished_at TEXT, "
+        "status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'ok', 'failed', 'cancelled', 'skipped', "
+        "'missed')), trigger TEXT NOT NULL CHECK (trigger IN ('schedule', 'catch_up', 'manual')), "
+        "count INTEGER NOT NULL DEFAULT 1, trace_id TEXT, summary TEXT NOT NULL DEFAULT '', error TEXT, "
+        "owner TEXT, created_at TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX schedule_runs_job ON schedule_runs (job_id)")
+    db.execute("CREATE INDEX schedule_runs_active ON schedule_runs (status)")
 
 
 @migration
 def m008_policy(db: sqlite_utils.Database) -> None:
     """Labels on messages and memory, token usage for quotas (core/policy/)."""
-    # filled in by the policy work
+    # NULL label: unlabelled, so the classifier rules and policy.default_label decide when it is read
+    db.execute("ALTER TABLE messages ADD COLUMN label TEXT")
+    db.execute("ALTER TABLE memory_sources ADD COLUMN label TEXT")
+    # tokens spent per quota, per target it matched (a provider or a peer), per period ("day:2026-11-21")
+    db.execute(
+        "CREATE TABLE policy_usage (quota TEXT NOT NULL, target TEXT NOT NULL, period TEXT NOT NULL, "
+        "tokens INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL, PRIMARY KEY (quota, target, period))"
+    )
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:

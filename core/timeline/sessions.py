@@ -53,14 +53,17 @@ class SearchHit:
     snippet: str
 
 
-def insert_message(conn: sqlite3.Connection, session_id: str, message: ChatMessage, event: Event | None) -> int:
-    """Append `message` to the session inside the caller's transaction; returns its sequence number."""
+def insert_message(
+    conn: sqlite3.Connection, session_id: str, message: ChatMessage, event: Event | None, label: str | None = None
+) -> int:
+    """Append `message` to the session inside the caller's transaction; returns its sequence number.
+    `label`: its sensitivity label (core/policy/), None for unlabelled."""
     seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE session_id = ?", (session_id,)).fetchone()
     now = now_iso()
     calls = json.dumps([vars(c) for c in message.tool_calls]) if message.tool_calls else None
     conn.execute(
         "INSERT INTO messages (id, session_id, seq, role, content, tool_calls, tool_call_id, name, event_id, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "created_at, label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             new_id(),
             session_id,
@@ -72,6 +75,7 @@ def insert_message(conn: sqlite3.Connection, session_id: str, message: ChatMessa
             message.name,
             event.id if event else None,
             now,
+            label,
         ),
     )
     conn.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now, session_id))
@@ -180,6 +184,15 @@ class SessionStore:
             (session_id,),
         )
         return [ChatMessage.from_dict(r) for r in rows]
+
+    async def labelled_messages(self, session_id: str) -> list[tuple[ChatMessage, str | None]]:
+        """The history with each message's label (None: unlabelled), for the policy's decisions."""
+        rows = await self._query(
+            "SELECT role, content, tool_calls, tool_call_id, name, label FROM messages WHERE session_id = ? "
+            "ORDER BY seq",
+            (session_id,),
+        )
+        return [(ChatMessage.from_dict(r), r["label"]) for r in rows]
 
     async def transcript(self, session_id: str) -> list[TranscriptEntry]:
         rows = await self._query(

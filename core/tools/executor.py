@@ -1,7 +1,8 @@
 """Checks and runs one tool call: lookup, argument parsing and validation, approval, timeout.
 
 The agent loop drives the steps (so each is recorded in the timeline before the next); this module
-decides them. Approval is decided by risk tier, never by the tool, so no tool can forget to ask.
+decides them. Approval is decided by risk tier, never by the tool, so no tool can forget to ask; with a policy
+engine (core/policy/), by its rules, whose built-in defaults ask for high-risk tools as before.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ApprovalDenied, ShoalError, ToolError, classify
 from core.providers.base import ToolCall
@@ -27,7 +28,12 @@ from core.tools.registry import (
     ToolRegistry,
 )
 
+if TYPE_CHECKING:
+    from core.policy.engine import Decision, PolicyEngine
+    from core.policy.request import Requester
+
 log = logging.getLogger(__name__)
+RISK_NAMES = {RiskTier.READ: "low", RiskTier.WRITE: "medium", RiskTier.HIGH: "high"}  # the policy's words
 
 
 @dataclass
@@ -81,10 +87,17 @@ def _validate(tool: Tool, args: dict[str, Any]) -> None:
 
 
 class ToolExecutor:
-    def __init__(self, registry: ToolRegistry, settings: ToolSettings, approve: ApprovalCallback) -> None:
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        settings: ToolSettings,
+        approve: ApprovalCallback,
+        policy: PolicyEngine | None = None,
+    ) -> None:
         self.registry = registry
         self.settings = settings
         self.approve = approve
+        self.policy = policy
         self._session_approved: dict[str, set[str]] = {}
 
     def prepare(self, call: ToolCall) -> PreparedCall:
@@ -99,9 +112,30 @@ class ToolExecutor:
         _validate(tool, args)
         return PreparedCall(call, tool, args)
 
-    def standing_approval(self, prepared: PreparedCall, session_id: str) -> str | None:
-        """Why no question is needed ('auto', 'session', 'not_required'), or None when a person must decide."""
+    def authorize(self, prepared: PreparedCall, requester: Requester, label: Any) -> Decision | None:
+        """The policy's decision on this call (None without a policy): its rules, then the rate limits that
+        apply to the tool (each call takes a token, so a burst past `burst` is refused)."""
+        if self.policy is None:
+            return None
+        from core.policy.request import PolicyRequest
+
         name = prepared.tool.spec.name
+        request = PolicyRequest("tool", name, requester, label, risk=RISK_NAMES[prepared.risk])  # type: ignore[arg-type]
+        decision = self.policy.decide(request)
+        if decision.denied:
+            return decision
+        return self.policy.limit("tool", name, requester) or decision
+
+    def standing_approval(
+        self, prepared: PreparedCall, session_id: str, decision: Decision | None = None
+    ) -> str | None:
+        """Why no question is needed ('auto', 'session', 'not_required'), or None when a person must decide.
+        With the policy's `decision`: allow needs no question (a high-risk tool counts as 'auto'), ask does."""
+        name = prepared.tool.spec.name
+        if decision is not None:
+            if decision.allowed:
+                return "auto" if prepared.risk is RiskTier.HIGH else "not_required"
+            return "session" if name in self._session_approved.get(session_id, set()) else None
         if prepared.risk is not RiskTier.HIGH:
             return "not_required"
         if name in self.settings.auto_approve:
@@ -145,6 +179,11 @@ class ToolExecutor:
         except Exception as exc:
             error = classify(exc)
         return ToolRun(False, None, error, (time.perf_counter() - started) * 1000)
+
+    @staticmethod
+    def refused(decision: Decision) -> ToolRun:
+        """A call the policy denied (a rule or a rate limit): the model is told why, as for a denial."""
+        return ToolRun(False, None, decision.error(), 0.0)
 
     @staticmethod
     def denied(prepared: PreparedCall) -> ToolRun:

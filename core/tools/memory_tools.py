@@ -43,7 +43,10 @@ class RememberTool(Tool):
 
     async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
         try:
-            saved = await self.memory.remember(args["text"], tags=args.get("tags") or [], session_id=ctx.session_id)
+            # a note made in a turn carries the turn's label: what was learnt from confidential data stays so
+            saved = await self.memory.remember(
+                args["text"], tags=args.get("tags") or [], session_id=ctx.session_id, label=ctx.label or None
+            )
         except ShoalError as exc:
             raise _tool_error(exc) from exc
         text = f"Remembered (id {saved.source_id[-8:]})."
@@ -91,13 +94,31 @@ class RecallTool(Tool):
             )
         except ShoalError as exc:
             raise _tool_error(exc) from exc
+        hits, withheld, label = _screen(hits, ctx)
+        note = f" ({withheld} more withheld by the policy: their labels may not go to this model)" if withheld else ""
         if not hits:
-            return ToolOutput("Nothing in memory matches.", {"matches": []})
+            return ToolOutput("Nothing in memory matches." + note, {"matches": [], "withheld": withheld})
         lines = [
             f"[{n}] (id {h.source_id[-8:]}, {h.created_at[:10]}, {h.citation()}) {h.text}"
             for n, h in enumerate(hits, start=1)
         ]
-        return ToolOutput("\n".join(lines), {"matches": [_hit_data(h) for h in hits]})
+        data = {"matches": [_hit_data(h) for h in hits], "withheld": withheld, **({"label": label} if label else {})}
+        return ToolOutput("\n".join(lines) + note, data)
+
+
+def _screen(hits: list[Any], ctx: ToolContext) -> tuple[list[Any], int, str | None]:
+    """Like automatic recall: memories the turn's model (or requesting peer) may not see are left out. Returns
+    what stays, how many were withheld, and the highest label kept (the result's label in the conversation)."""
+    gate = ctx.policy
+    if gate is None:
+        return hits, 0, None
+    from core.policy.request import LOCAL
+
+    requester = ctx.requester or LOCAL
+    kept = [(h, gate.hit_label(h)) for h in hits]
+    kept = [(h, label) for h, label in kept if gate.visible(label, requester).allowed]
+    label = gate.label_of([label for _, label in kept]) if kept else None
+    return [h for h, _ in kept], len(hits) - len(kept), label.value if label else None
 
 
 def _hit_data(hit: Any) -> dict[str, Any]:

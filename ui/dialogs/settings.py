@@ -1,4 +1,4 @@
-"""The settings dialog: model, generation, tools and workspace, appearance, group.
+"""The settings dialog: model, generation, tools and workspace, appearance, group, remote server.
 
 Every change goes through `core.setup.SetupService`: OK/Apply checks each changed field, shows the exact
 validation message next to a field that is wrong and keeps the dialog open; only when every field is
@@ -37,6 +37,7 @@ from shiboken6 import isValid
 from core.errors import ShoalError
 from core.setup import InvalidSettingsError, SetupService
 from ui.dialogs.settings_fields import _Field, _float, _int, _number_text, _optional_int, _ParseError
+from ui.dialogs.settings_remote import RemoteTab
 from ui.widgets.inline_message import InlineMessage
 
 THEMES = [("System", "system"), ("Light", "light"), ("Dark", "dark")]
@@ -63,6 +64,8 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._tools_tab(), "Tools && workspace")
         self.tabs.addTab(self._appearance_tab(), "Appearance")
         self.tabs.addTab(self._group_tab(), "Group")
+        self.remote_tab = RemoteTab(self)
+        self.tabs.addTab(self.remote_tab, "Remote")
 
         self.general_error = InlineMessage()
         self.buttons = QDialogButtonBox(
@@ -316,6 +319,7 @@ class SettingsDialog(QDialog):
             field.initial = list(value) if isinstance(value, list) else value
             field.write(value)
         self.api_key.clear()
+        self.remote_tab.reset()
         self._show_key_status()
         self._provider_toggled()
 
@@ -390,6 +394,9 @@ class SettingsDialog(QDialog):
                 self.errors["api_key"].show_error(exc)
                 self._focus_first_error()
                 return False
+        if not self.remote_tab.store_token():  # to the keyring, never config.toml
+            self._focus_first_error()
+            return False
         try:
             self.setup.save_many(changed)
         except InvalidSettingsError as exc:

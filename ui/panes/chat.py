@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from core import events as ev
-from core.errors import classify
+from core.errors import ShoalError, classify
 from ui.bridge import Bridge
 from ui.dialogs.search import SearchDialog
 from ui.tasks import spawn
@@ -253,7 +253,12 @@ class ChatPane(QWidget):
             self._start_turn(self._session_id, text)
 
     async def _send_in_new_thread(self, text: str) -> None:
-        info = await self.bridge.new_session()
+        try:
+            info = await self.bridge.new_session()
+        except ShoalError:  # the bridge reported why (errorRaised)
+            if text and not self.composer.text():
+                self.composer.set_text(text)  # give the draft back rather than lose it
+            return
         await self.open_session(info.id)
         self._start_turn(info.id, text)
 

@@ -26,6 +26,7 @@ KIND_COLORS = {
     "group.received": "#0891b2",
     "group.dropped": "#dc2626",
     "memory.recall": "#db2777",
+    "schedule.run": "#65a30d",
 }
 ERROR_COLOR = "#e04848"
 STATUS_COLORS = {"error": ERROR_COLOR, "denied": "#d97706", "cancelled": "#8a8a8a", "max_iterations": "#d97706"}
@@ -104,7 +105,21 @@ def label(event: Event) -> str:
         return group_label(event)
     if kind == "memory.recall":
         return recall_label(event)
+    if kind == "schedule.run":
+        return schedule_label(event)
     return f"{kind} · {event.name}" if event.name else kind
+
+
+def schedule_label(event: Event) -> str:
+    """`schedule.run · Morning notes: ok (on time)`, or why it did not run (missed ×3, skipped)."""
+    p = event.payload
+    trigger = {"schedule": "on time", "catch_up": "catch-up", "manual": "run now"}.get(p.get("trigger", ""), "")
+    status = str(p.get("status") or event.status)
+    count = p.get("count") or 1
+    bits = f"{status} ×{count}" if count > 1 else status
+    detail = p.get("error") if status == "failed" else (p.get("summary") if status in ("missed", "skipped") else "")
+    text = f"schedule.run · {event.name}: {bits}" + (f" ({trigger})" if trigger and status != "missed" else "")
+    return f"{text} — {short(str(detail), 50)}" if detail else text
 
 
 def recalled_items(event: Event) -> list[dict[str, Any]]:
