@@ -17,7 +17,7 @@ from core.errors import ShoalError
 @click.option("--port", type=int, help="TCP port (default serve.port: 8765; 0 picks a free one)")
 @click.option("--no-auth", is_flag=True, help="ask no bearer token (loopback only)")
 @click.option("--show-token", is_flag=True, help="print the bearer token (creating it if needed) and exit")
-@click.option("--rotate-token", is_flag=True, help="replace the bearer token with a new one and exit")
+@click.option("--rotate-token", is_flag=True, help="replace the bearer token (from the next start) and exit")
 @click.option("--no-schedule", is_flag=True, help="do not run scheduled prompts in this process")
 @click.pass_obj
 def serve(obj: Context, host: str | None, port: int | None, no_auth: bool, **flags: Any) -> None:
@@ -47,7 +47,10 @@ def _token(name: str, *, rotate: bool) -> None:
 
     if rotate:
         click.echo(rotate_token(name))
-        render.err.print("[yellow]New token stored; clients using the old one now get 401.[/yellow]")
+        render.err.print(
+            "[yellow]New token stored. A running shoal serve keeps the old one until it restarts; "
+            "after that, clients using the old one get 401.[/yellow]"
+        )
         return
     secret, created = ensure_token(name)
     click.echo(secret.value)

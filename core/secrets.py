@@ -7,7 +7,7 @@ fails with a clear message instead of silently writing plaintext somewhere.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.errors import ConfigError
 
@@ -22,7 +22,7 @@ def _env_name(key_name: str) -> str:
 
 @dataclass(frozen=True)
 class Secret:
-    value: str
+    value: str = field(repr=False)  # never in a repr, so never in a log line or traceback by accident
     origin: str  # "keyring" | "env:NAME"
 
     @property
@@ -107,14 +107,13 @@ def token_env_var(name: str) -> str:
 
 
 def get_token(name: str) -> Secret | None:
-    """The bearer token named `name`: keyring entry `token:<name>` first, then its environment variable."""
-    value = _keyring_get(f"token:{name}")
-    if value:
-        return Secret(value, "keyring")
+    """The bearer token named `name`: its environment variable when set (an operator's explicit choice, as
+    in a systemd environment file), else keyring entry `token:<name>`."""
     env = token_env_var(name)
     if os.environ.get(env):
         return Secret(os.environ[env], f"env:{env}")
-    return None
+    value = _keyring_get(f"token:{name}")
+    return Secret(value, "keyring") if value else None
 
 
 def set_token(name: str, value: str) -> None:

@@ -13,13 +13,14 @@ import hmac
 import ipaddress
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.errors import ConfigError
 from core.secrets import Secret, get_token, set_token, token_env_var
 from core.settings import ServeSettings
 
 log = logging.getLogger(__name__)
+MIN_TOKEN_CHARS = 24
 
 
 def is_loopback(host: str) -> bool:
@@ -35,7 +36,7 @@ def is_loopback(host: str) -> bool:
 class Access:
     """The server's access rule, decided once at start."""
 
-    token: str | None  # None: no token asked (loopback with serve.auth off)
+    token: str | None = field(repr=False)  # None: no token asked (loopback with serve.auth off)
     token_origin: str = ""
     created: bool = False  # the token was generated just now (print it once)
     warnings: tuple[str, ...] = ()
@@ -95,10 +96,18 @@ def decide_access(settings: ServeSettings) -> Access:
             "Set serve.tls_certfile/tls_keyfile, or put the server behind a TLS proxy."
         )
     if not settings.auth:
-        warnings.append("serve.auth is off: any program on this machine can use the agent.")
+        warnings.append(
+            "serve.auth is off: any program on this machine can use the agent (browsers only through localhost)."
+        )
         return Access(None, warnings=tuple(warnings))
     try:
         secret, created = ensure_token(settings.token_name)
     except ConfigError as exc:
         raise ConfigError(exc.message, f"{exc.fix} (variable: {token_env_var(settings.token_name)})") from exc
+    if len(secret.value) < MIN_TOKEN_CHARS:
+        raise ConfigError(
+            f"The bearer token from {secret.origin} is {len(secret.value)} characters; at least {MIN_TOKEN_CHARS} "
+            "are needed.",
+            'Use a long random one: python3 -c "import secrets; print(secrets.token_urlsafe(32))".',
+        )
     return Access(secret.value, secret.origin, created, tuple(warnings))

@@ -11,6 +11,8 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
@@ -49,7 +51,11 @@ def documented(*statuses: int, openai: bool = False) -> dict[int | str, dict[str
     """OpenAPI entries for error statuses, with the ErrorBody schema (or OpenAI's error shape for the /v1
     routes); 422 keeps FastAPI's own."""
     model = OpenAIError if openai else ErrorBody
-    return {status: {"model": model, "description": _DESCRIPTIONS[status]} for status in statuses if status != 422}
+    return {
+        status: {"model": model, "description": _DESCRIPTIONS[status]}
+        for status in statuses
+        if status != 422 or openai  # the /v1 routes answer validation errors in OpenAI's shape too
+    }
 
 
 def openai_body(status: int, error: str, message: str, fix: str) -> dict[str, Any]:
@@ -80,6 +86,15 @@ def install(app: FastAPI) -> None:
         if request.url.path.startswith("/v1/"):
             return openai_error(status, exc)
         return JSONResponse(exc.to_dict(), status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422 (`detail` names each field and the reason); under /v1 in OpenAI's shape."""
+        if not request.url.path.startswith("/v1/"):
+            return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        body = openai_body(422, "ValidationError", f"Invalid request: {reasons}", "")
+        return JSONResponse(body, status_code=422)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from app.serve import schemas as s
 from app.serve.errors import NotFound, documented
 from app.serve.state import ServeState
-from app.serve.streams import sse, turn_stream, with_keepalive
+from app.serve.streams import collect_while_connected, sse, turn_stream, with_keepalive
 from core.errors import UserError
 from core.timeline.sessions import SessionInfo
 from core.timeline.store import Event, EventNode
@@ -105,9 +105,9 @@ _TURN_RESPONSES: dict[int | str, dict[str, Any]] = {
     response_model=s.TurnResult,
     responses=_TURN_RESPONSES,
 )
-async def send_message(state: State, session_id: SessionId, body: s.SendMessage) -> Any:
+async def send_message(state: State, session_id: SessionId, body: s.SendMessage, request: Request) -> Any:
     info = await find_session(state, session_id)
-    turn = state.core.send(info.id, body.text, regenerate=body.regenerate)
+    turn = state.start_turn(info.id, body.text, regenerate=body.regenerate)
     events = turn_stream(turn, state.broker, info.id)
     if body.stream:
         return StreamingResponse(
@@ -115,7 +115,9 @@ async def send_message(state: State, session_id: SessionId, body: s.SendMessage)
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Shoal-Session": info.id},
         )
-    collected = [e async for e in events]
+    collected = await collect_while_connected(events, request.receive)
+    if collected is None:  # the client left; the turn was cancelled and that is recorded
+        return Response(status_code=204)
     return _turn_result(info.id, collected)
 
 

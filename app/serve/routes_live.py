@@ -5,7 +5,8 @@ asked, whoever started the turn (another client, a scheduled job), so it follows
 feeds: `/api/timeline/stream` (every committed timeline event) and `/api/approvals/stream` (questions asked
 and answered). Both open with a `ready` event once the listener is attached, so a client knows nothing
 after that point can be missed, and send a comment every 15 s so a dead connection shows. They never end on
-their own; a client that cannot keep up is told (`reset`) and dropped rather than buffered without bound.
+their own (a stopping server ends them: `close_feeds`); a client that cannot keep up is told (`reset`) and
+dropped rather than buffered without bound.
 Both answer only a client that asks for `text/event-stream` (EventSource does): a plain request, which would
 otherwise hang forever, gets 406 saying so.
 
@@ -35,7 +36,8 @@ from core.timeline.store import Event
 
 router = APIRouter(prefix="/api", responses=documented(400, 401, 429))
 QUEUE_LIMIT = 10_000  # events held for one slow client before it is dropped (it reloads on reconnect)
-_RESET = object()
+_RESET, _CLOSE = object(), object()
+_open: dict[int, set[asyncio.Queue[Any]]] = {}  # id(ServeState) -> the queues of its open feeds
 _NOT_SSE: dict[int | str, dict[str, Any]] = {
     406: {"model": s.ErrorBody, "description": "The request did not accept text/event-stream (send that Accept)"}
 }
@@ -104,17 +106,23 @@ def _feed(
 
     async def events() -> AsyncIterator[bytes]:
         detach = subscribe(put)
+        feeds = _open.setdefault(id(state), set())
+        feeds.add(queue)
         state.metrics.streams.inc()
         try:
             yield sse({"status": "ready"}, "ready")
             for name, data in first() if first else []:
                 yield sse(data, name)
-            while (item := await queue.get()) is not _RESET:
+            while (item := await queue.get()) not in (_RESET, _CLOSE):
                 name, data = item
                 yield sse(data, name)
-            yield sse({"reason": "the client fell too far behind; reconnect and reload"}, "reset")
+            if item is _RESET:
+                yield sse({"reason": "the client fell too far behind; reconnect and reload"}, "reset")
         finally:
             detach()
+            feeds.discard(queue)
+            if not feeds:
+                _open.pop(id(state), None)
             state.metrics.streams.dec()
 
     return StreamingResponse(
@@ -122,6 +130,15 @@ def _feed(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def close_feeds(state: ServeState) -> int:
+    """End every open feed of this server now (it is stopping): their clients reconnect once it is back,
+    instead of the server waiting its whole grace period for streams that never end. Returns how many."""
+    feeds = list(_open.get(id(state), ()))
+    for queue in feeds:
+        queue.put_nowait(_CLOSE)
+    return len(feeds)
 
 
 @router.get(

@@ -15,14 +15,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.serve import schemas as s
 from app.serve.errors import documented
 from app.serve.routes_agent import State, find_session
 from app.serve.state import ServeState
-from app.serve.streams import sse, turn_stream
+from app.serve.streams import collect_while_connected, sse, turn_stream, with_keepalive
 from core.errors import UserError
 from core.providers.base import ChatMessage
 from core.timeline.ids import new_id
@@ -45,7 +45,7 @@ _COMPLETION_RESPONSES: dict[int | str, dict[str, Any]] = {
             }
         },
     },
-    **documented(400, 404, 422, 500, 502, 503, openai=True),
+    **documented(400, 404, 409, 422, 500, 502, 503, openai=True),
 }
 
 
@@ -58,6 +58,7 @@ _COMPLETION_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def chat_completions(
     state: State,
     body: s.ChatCompletionRequest,
+    request: Request,
     x_shoal_session: Annotated[str | None, Header(max_length=64)] = None,
 ) -> Any:
     question = _last_user_text(body)
@@ -66,17 +67,17 @@ async def chat_completions(
     else:
         session_id = await _seeded_session(state, body)
     instructions = "\n\n".join(m.text() for m in body.messages if m.role in ("system", "developer") and m.text())
-    turn = state.core.send(session_id, question, instructions=instructions)
+    turn = state.start_turn(session_id, question, instructions=instructions)
     events = turn_stream(turn, state.broker, session_id)
     completion_id = f"chatcmpl-{new_id()}"
     headers = {"X-Shoal-Session": session_id}
     if body.stream:
         return StreamingResponse(
-            _chunks(state, events, completion_id),
+            with_keepalive(_chunks(state, events, completion_id)),
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    return await _completion(events, completion_id, headers)
+    return await _completion(events, completion_id, headers, request)
 
 
 def _last_user_text(body: s.ChatCompletionRequest) -> str:
@@ -137,11 +138,13 @@ def _usage(event: dict[str, Any]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-async def _completion(events: AsyncIterator[dict[str, Any]], completion_id: str, headers: dict[str, str]) -> Any:
-    final: dict[str, Any] = {}
-    async for event in events:
-        if event["type"] in ("turn_finished", "turn_failed"):
-            final = event
+async def _completion(
+    events: AsyncIterator[dict[str, Any]], completion_id: str, headers: dict[str, str], request: Request
+) -> Any:
+    collected = await collect_while_connected(events, request.receive)
+    if collected is None:  # the client left; the turn was cancelled and that is recorded
+        return Response(status_code=204)
+    final: dict[str, Any] = next((e for e in reversed(collected) if e["type"] in ("turn_finished", "turn_failed")), {})
     if final.get("type") != "turn_finished":
         error = final.get("error") or {"message": "The turn was stopped.", "error": "Cancelled"}
         status = 400 if error.get("actor") == "user" else 502 if error.get("actor") == "network" else 503

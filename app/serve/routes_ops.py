@@ -33,6 +33,12 @@ async def health() -> dict[str, str]:
     return {"status": "ok", "version": shoal_version()}
 
 
+@router.head("/health", include_in_schema=False)
+async def health_head() -> Response:
+    """Probes that use HEAD (some load balancers do)."""
+    return Response(status_code=200)
+
+
 @router.get(
     "/metrics",
     summary="Prometheus metrics",

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from app.serve.auth import Access, decide_access, is_loopback
 from app.serve.metrics import ServeMetrics
 from app.serve.state import ServeState
 from core.approvals import ApprovalBroker
+from core.errors import ConfigError
+from core.logs import register_secret
 from core.policy.ratelimit import RateLimiter
 from core.service import AgentCore
 from core.settings import LoadedSettings, ServeSettings
@@ -66,6 +70,7 @@ def _uvicorn_server(state: ServeState, settings: ServeSettings) -> Any:
         log_level="warning",
         log_config=None,  # Shoal's own logging (file, scrubbed) stays in charge
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        proxy_headers=False,  # X-Forwarded-For from any local client would give it a fresh rate-limit bucket
         ssl_certfile=settings.tls_certfile or None,
         ssl_keyfile=settings.tls_keyfile or None,
     )
@@ -76,14 +81,43 @@ def _uvicorn_server(state: ServeState, settings: ServeSettings) -> Any:
     return server
 
 
+def _bind(settings: ServeSettings) -> socket.socket:
+    """The listening socket, bound here so a taken port is a clear error (uvicorn would exit the process)."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host.strip("[]"), settings.port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror}.",
+            "Another program (or another shoal serve) uses that port: pick another with --port, or stop it."
+            if exc.errno == errno.EADDRINUSE
+            else "Check serve.host: it must be an address of this machine.",
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def _begin_shutdown(server: Any, state: ServeState) -> None:
+    """Stop accepting, and cancel the API's running turns so their streams end with `turn_finished`
+    (cancelled, recorded) within the grace period instead of being cut off."""
+    server.should_exit = True
+    state.cancel_turns()
+    from app.serve.routes_live import close_feeds  # with the app: fastapi is imported only once serving
+
+    close_feeds(state)  # the live feeds never end on their own: end them now, not after the grace period
+
+
 @contextlib.contextmanager
-def _stop_on_signals(server: Any) -> Iterator[None]:
+def _stop_on_signals(server: Any, state: ServeState) -> Iterator[None]:
     """SIGINT/SIGTERM ask the server to stop gracefully (only the main thread can trap signals)."""
     loop = asyncio.get_running_loop()
     trapped: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+            loop.add_signal_handler(sig, _begin_shutdown, server, state)
             trapped.append(sig)
         except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or Windows
             pass
@@ -118,24 +152,34 @@ async def serve(
     access = access or decide_access(settings)
     for warning in access.warnings:
         log.warning("%s", warning)
+    register_secret(access.token)  # never in the log file, whatever logs it
+    sock = _bind(settings)
     state = make_state(core, broker, access, settings)
     server = _uvicorn_server(state, settings)
-    task = asyncio.create_task(server.serve(), name="shoal-serve-http")
+    task = asyncio.create_task(_run(server, sock), name="shoal-serve-http")
     try:
         while not server.started:
-            if task.done():  # the port was taken, the certificate unreadable…
+            if task.done():  # the certificate unreadable…
                 await task
-                raise OSError(f"Could not listen on {settings.host}:{settings.port} (see the log above).")
+                raise ConfigError(f"shoal serve could not start on {settings.host}:{settings.port}.", "See the log.")
             await asyncio.sleep(0.02)
         if on_ready is not None:
             on_ready(Listening(_bound_url(server, settings), access, state))
-        with _stop_on_signals(server):
-            await task
+        with _stop_on_signals(server, state):
+            await asyncio.shield(task)
     finally:
-        core.timeline.remove_listener(state.metrics.on_event)
-        if not task.done():
-            server.should_exit = True
+        if not task.done():  # cancelled: stop serving (a shielded task outlives the cancellation otherwise)
+            _begin_shutdown(server, state)
             await asyncio.wait({task}, timeout=GRACEFUL_SECONDS + 2)
+        core.timeline.remove_listener(state.metrics.on_event)
+        sock.close()
+
+
+async def _run(server: Any, sock: socket.socket) -> None:
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit as exc:  # uvicorn exits on a startup failure (a TLS file it cannot read)
+        raise ConfigError(f"shoal serve failed to start (exit {exc.code}).", "See the log for the reason.") from exc
 
 
 def banner(listening: Listening, settings: ServeSettings, token_shown: bool) -> list[str]:

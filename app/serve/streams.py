@@ -111,3 +111,31 @@ async def with_keepalive(source: AsyncIterator[bytes], every: float = KEEPALIVE_
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+async def collect_while_connected(events: AsyncIterator[dict[str, Any]], receive: Any) -> list[dict[str, Any]] | None:
+    """All of `events`, or None if the client disconnects first, in which case the turn is cancelled (and
+    the cancellation recorded) rather than left running, perhaps waiting on an approval nobody will see."""
+    collected: list[dict[str, Any]] = []
+
+    async def gather() -> None:
+        async for item in events:
+            collected.append(item)
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    gatherer = asyncio.ensure_future(gather())
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({gatherer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not gatherer.done():
+            gatherer.cancel()  # closes turn_stream, which cancels the turn
+        await asyncio.gather(gatherer, watcher, return_exceptions=True)
+    if gatherer.cancelled():
+        return None
+    gatherer.result()  # raise what stopped it, if anything
+    return collected
