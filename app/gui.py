@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,27 +56,45 @@ def run_desktop(loaded: LoadedSettings, *, quick_ask: bool = False, quit_running
     if not instance.claim():
         sent = instance.send({"action": "quick-ask" if quick_ask else "show"})
         return 0 if sent else 1
-    from app.desktop import DesktopApp
+    windows: list[Any] = []
+
+    def follow(desktop: Any) -> None:  # the running instance's requests go to the newest window
+        if windows:
+            instance.messageReceived.disconnect(windows[-1].handle_message)
+        windows[:] = [desktop]
+        instance.messageReceived.connect(desktop.handle_message)
 
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     with loop:
         try:
-            while True:  # again after a restart asked from the window (remote mode switched on or off)
-                desktop = DesktopApp(app, loaded)
-                instance.messageReceived.connect(desktop.handle_message)
-                code = int(loop.run_until_complete(desktop.run(quick_ask=quick_ask)))
-                instance.messageReceived.disconnect(desktop.handle_message)
-                if not desktop.restart_requested:
-                    return code
-                loaded, quick_ask = desktop.loaded, False
-                desktop.dispose()
-                setup_logging(loaded)
+            return int(loop.run_until_complete(run_windows(app, loaded, quick_ask=quick_ask, on_window=follow)))
         except RuntimeError:  # Qt ended the loop (session logout): still stop turns and release everything
-            loop.run_until_complete(desktop.shutdown())
+            if windows:
+                loop.run_until_complete(windows[-1].shutdown())
             return 0
         finally:
             instance.close()
+
+
+async def run_windows(
+    app: Any, loaded: LoadedSettings, *, quick_ask: bool = False, on_window: Callable[[Any], None] | None = None
+) -> int:
+    """The desktop until it quits; opened again with the saved settings when the window asks for a restart
+    (remote mode switched on or off: a different core behind every pane). `on_window` sees each DesktopApp."""
+    from app.desktop import DesktopApp
+    from app.wiring import setup_logging
+
+    while True:
+        desktop = DesktopApp(app, loaded)
+        if on_window is not None:
+            on_window(desktop)
+        code = await desktop.run(quick_ask=quick_ask)
+        if not desktop.restart_requested:
+            return code
+        loaded, quick_ask = desktop.loaded, False
+        desktop.dispose()
+        setup_logging(loaded)
 
 
 def run_smoke_test(out: Path, timeout: float = 60.0, *, screenshots: Path | None = None) -> int:

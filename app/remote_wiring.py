@@ -41,6 +41,7 @@ GROUP_TEXT = (
     "Group mode runs on the server in remote mode. Its members and tasks are the server's: "
     "`shoal group status` on that machine shows them."
 )
+LOCAL_TABS = frozenset({"Model", "Generation", "Tools && workspace"})  # the settings dialog's, for the local agent
 SESSION_KINDS = frozenset({"user.message", "turn.end", "schedule.run"})  # steps that change the thread list
 
 
@@ -198,9 +199,16 @@ class RemoteDesktop:
             tray.pause_action.setVisible(False)  # the server's scheduler: `shoal serve` has no pause
 
     def adjust_settings(self, dialog: Any) -> None:
-        """The settings dialog edits this computer's config; the group is the server's."""
+        """The settings dialog edits this computer's config. The model, its generation options and the tools are
+        the server's in remote mode, and so is the group: those tabs are greyed out, saying where to change them."""
+        tip = "In remote mode the server's settings apply: change them there (`shoal config set …`)."
+        for index in range(dialog.tabs.count()):
+            if dialog.tabs.tabText(index) in LOCAL_TABS:
+                dialog.tabs.setTabEnabled(index, False)
+                dialog.tabs.setTabToolTip(index, tip)
         dialog.group_button.setEnabled(False)
         dialog.group_hint.setText(GROUP_TEXT)
+        dialog.tabs.setCurrentWidget(dialog.remote_tab)
 
 
 def ask_restart(desktop: DesktopApp, question: str) -> QMessageBox:

@@ -91,6 +91,13 @@ class ApprovalMirror:
             if exc.status in (404, 409):  # answered elsewhere, or its turn stopped first
                 log.info("approval %s was no longer waiting on the server: %s", remote_id, exc.message)
                 return
-            self._on_error(exc)
+            self._unanswered(remote_id, exc)
         except Exception as exc:
-            self._on_error(classify(exc))
+            self._unanswered(remote_id, classify(exc))
+
+    def _unanswered(self, remote_id: str, error: ShoalError) -> None:
+        """The answer did not reach the server: say so, and ask again when the server next lists it (the
+        approvals feed does on reconnecting)."""
+        if remote_id in self._answered:
+            self._answered.remove(remote_id)
+        self._on_error(error)

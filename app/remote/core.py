@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.remote import decode
 from app.remote.approvals import ApprovalMirror
 from app.remote.facades import RemoteSessions, RemoteTimeline
 from app.remote.http import SETTINGS, RemoteClient, ServerError, TokenRefused, missing_token, normalise_url
@@ -204,6 +205,8 @@ class RemoteCore:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
+        self._client = self._mirror = None  # requests now say "not connected", not "client closed"
+        self.memory = self.schedule = None
         self._connected = False
 
     async def __aenter__(self) -> RemoteCore:
@@ -262,8 +265,6 @@ class RemoteCore:
     # --- commands --------------------------------------------------------------------------------------
 
     async def new_session(self, title: str = "") -> SessionInfo:
-        from app.remote import decode
-
         row = await self._need_client().request("POST", "/api/sessions", json_body={"title": title[:200]})
         return decode.session_info(row)
 
@@ -295,8 +296,6 @@ class RemoteCore:
     # --- tools -----------------------------------------------------------------------------------------
 
     async def refresh_tools(self) -> None:
-        from app.remote import decode
-
         rows = await self._need_client().get("/api/tools")
         self._tools = {spec.name: (spec, enabled) for spec, enabled in map(decode.tool_spec, rows)}
         for callback in list(self._tools_changed):

@@ -18,13 +18,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from app.remote import decode
-from app.remote.http import RemoteClient
+from app.remote.http import RemoteClient, ServerError
 from core import events as ev
 from core.errors import NetworkError, ShoalError, classify
 
 log = logging.getLogger(__name__)
 _END = object()
 REGENERATE_TEXT = "(answer the last question again)"  # the API wants text; with regenerate it is not used
+BUSY_RETRIES, BUSY_PAUSE = 20, 0.1  # up to 2 s for the session's previous turn to finish ending on the server
 
 
 class RemoteTurn:
@@ -54,29 +55,16 @@ class RemoteTurn:
         self._task.add_done_callback(lambda _task: on_end(self))
 
     async def _pump(self, body: dict[str, Any]) -> None:
-        path = f"/api/sessions/{self.session_id}/messages"
         try:
             client = self._client()  # raises when not connected: reported like any refusal before the turn
-            async with client.stream("POST", path, json_body=body) as events:
-                async for name, data in events:
-                    if name == "approval_requested":
-                        self.approvals.add(str(data.get("id", "")))
-                        self._on_approval(data)
-                        continue
-                    event = decode.agent_event(data)
-                    if event is None:
-                        log.debug("skipping an event type this desktop does not know: %s", name)
-                        continue
-                    self._note(event)
-                    self._queue.put_nowait(event)
-                    if self.final is not None:
-                        return
-            self._end_failed(
-                NetworkError(
-                    f"{client.url} ended the answer's stream before the turn ended.",
-                    "The server may have stopped; what it recorded is in the thread. Send the message again.",
+            await self._open(client, f"/api/sessions/{self.session_id}/messages", body)
+            if self.final is None:
+                self._end_failed(
+                    NetworkError(
+                        f"{client.url} ended the answer's stream before the turn ended.",
+                        "The server may have stopped; what it recorded is in the thread. Send the message again.",
+                    )
                 )
-            )
         except asyncio.CancelledError:
             self._end_cancelled()  # leaving the `async with` closed the stream: the server stops the turn
         except Exception as exc:
@@ -85,6 +73,34 @@ class RemoteTurn:
                 self._queue.put_nowait(error)  # refused before the turn began: raised to the reader
             else:
                 self._end_failed(error)
+
+    async def _open(self, client: RemoteClient, path: str, body: dict[str, Any]) -> None:
+        """The turn's stream. The server runs one turn per session: one just stopped here may still be
+        recording its end there (409), so that is waited for, briefly, rather than shown as an error."""
+        for attempt in range(BUSY_RETRIES + 1):
+            try:
+                async with client.stream("POST", path, json_body=body) as events:
+                    await self._read(events)
+                return
+            except ServerError as exc:
+                if exc.status != 409 or self._started is not None or attempt == BUSY_RETRIES:
+                    raise
+            await asyncio.sleep(BUSY_PAUSE)
+
+    async def _read(self, events: AsyncIterator[tuple[str, dict[str, Any]]]) -> None:
+        async for name, data in events:
+            if name == "approval_requested":
+                self.approvals.add(str(data.get("id", "")))
+                self._on_approval(data)
+                continue
+            event = decode.agent_event(data)
+            if event is None:
+                log.debug("skipping an event type this desktop does not know: %s", name)
+                continue
+            self._note(event)
+            self._queue.put_nowait(event)
+            if self.final is not None:
+                return
 
     def _note(self, event: ev.AgentEvent) -> None:
         if isinstance(event, ev.TurnStarted):

@@ -132,3 +132,25 @@ async def test_the_memory_extras_say_how_to_turn_memory_on_and_a_job_is_edited_i
         bad = await client.patch(f"/api/schedule/{job['id']}", json={"cron": "61 * * * *"})
         assert bad.status_code == 400
         assert (await client.patch("/api/schedule/nosuchjob", json={"name": "x"})).status_code == 404
+
+
+async def test_a_stopping_server_ends_its_feeds_at_once_instead_of_waiting_out_its_grace_period() -> None:
+    from app.serve.routes_live import close_feeds
+
+    async with served() as server, server.client() as client:
+        async with (
+            client.stream("GET", "/api/timeline/stream", headers=SSE) as timeline,
+            client.stream("GET", "/api/approvals/stream", headers=SSE) as approvals,
+        ):
+            feeds = [sse_events(timeline), sse_events(approvals)]
+            for events in feeds:
+                assert (await anext(events))[0] == "ready"
+            assert close_feeds(server.state) == 2
+            for events in feeds:
+                rest = await asyncio.wait_for(_drain(events), 5)
+                assert rest == []  # ended cleanly, nothing after
+        assert close_feeds(server.state) == 0
+
+
+async def _drain(events: AsyncIterator[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    return [item async for item in events]

@@ -50,6 +50,7 @@ async def test_shows_the_current_settings() -> None:
             "Tools && workspace",
             "Appearance",
             "Group",
+            "Remote",
         ]
         asked: list[bool] = []
         dialog.connectGroupRequested.connect(lambda: asked.append(True))

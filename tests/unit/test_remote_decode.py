@@ -123,7 +123,7 @@ def test_tools_and_approval_questions_become_the_cores_own_types() -> None:
                 enabled=False,
                 parameters={"type": "object"},
             ).model_dump()
-        )  # fmt: skip
+        )
     )
     assert (spec.name, spec.risk, spec.parameters, enabled) == ("shell", RiskTier.HIGH, {"type": "object"}, False)
     request = ApprovalRequest("shell", RiskTier.HIGH, "$ rm -rf build", {"command": "rm -rf build"}, "sess")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtWidgets import QCheckBox, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QLabel, QLineEdit, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 from qasync import asyncSlot
 from shiboken6 import isValid
 
@@ -77,6 +77,7 @@ class RemoteTab(QWidget):
             extra=self.test_button,
         )
         self.test_status = InlineMessage()
+        self.test_status.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         form.addRow("", self.test_status)
         self.token = QLineEdit()
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
@@ -84,6 +85,7 @@ class RemoteTab(QWidget):
         dialog._row(form, "Token", self.token, "remote.token")
         self.token_status = QLabel()
         self.token_status.setWordWrap(True)
+        self.token_status.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         form.addRow("", self.token_status)
         self.timeout = dialog._line_field(
             form, "Time limit (s)", "remote.timeout", _float, hint="For each request to the server.", width=120
@@ -158,7 +160,7 @@ class RemoteTab(QWidget):
         else:
             if isValid(self):
                 model = status.get("model") or "no model set yet"
-                self.test_status.show_ok(f"✓ Shoal {status.get('version', '')} at {url} · model: {model}")
+                self.test_status.show_ok(f"✓ Connected: Shoal {status.get('version', '')}, model {model}")
         finally:
             self.testing = False
             if isValid(self):

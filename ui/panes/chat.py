@@ -52,6 +52,7 @@ class ChatPane(QWidget):
         self.bridge = bridge
         self._session_id: str | None = None
         self._live = LiveTurns()  # per thread with a running turn: what has streamed so far
+        self._recorded: set[str] = set()  # threads whose running turn has started (its question is on record)
         self._notices: dict[str, Notice] = {}  # per thread: how its last turn failed or stopped
         self._generation = 0
         self._search: SearchDialog | None = None
@@ -229,6 +230,11 @@ class ChatPane(QWidget):
         turns = await self.bridge.memory.recalled_in(sid)
         if generation != self._generation or sid != self._session_id:
             return
+        if sid in self._recorded and sid in self._live:
+            # The live answer shows this turn's steps; a slow read (a remote server) may already hold some of
+            # them, which would show twice: keep the record up to the turn's question.
+            last_question = max((i for i, e in enumerate(entries) if e.message.role == "user"), default=-1)
+            entries = entries[: last_question + 1]
         memories = answer_memories(entries, turns)
         self.view.show_transcript(entries, self._notices.get(sid), self._live.get(sid), memories)
         self.view.set_regenerate_enabled(not self.bridge.is_busy(sid))
@@ -283,6 +289,7 @@ class ChatPane(QWidget):
     def _on_turn_started(self, sid: str, _trace_id: str) -> None:
         if sid not in self._live:  # started elsewhere (quick ask): stream it here too
             self._live.begin(sid)
+        self._recorded.add(sid)
         if sid == self._session_id:
             spawn(self.reload())  # the question is recorded now (and a regenerate has dropped the old answer)
 
@@ -304,6 +311,7 @@ class ChatPane(QWidget):
 
     def _on_turn_ended(self, sid: str, final: object) -> None:
         self._live.end(sid)
+        self._recorded.discard(sid)
         if isinstance(final, ev.TurnFailed):
             self._notices[sid] = Notice.from_error(final.error)
         elif isinstance(final, ev.TurnFinished) and final.status == "max_iterations":
