@@ -35,7 +35,7 @@ class SchedulingCore(Protocol):
     db: Database
     timeline: Timeline
 
-    def send(self, session_id: str, text: str) -> Any: ...
+    def send(self, session_id: str, text: str, *, requester: str = ...) -> Any: ...
 
 
 @dataclass
@@ -54,7 +54,7 @@ async def converse(
     """Send the prompt into the job's thread and follow the turn; `outcome` says how it went."""
     outcome.session_id = await store.ensure_session(job)
     try:
-        turn = core.send(outcome.session_id, job.prompt)
+        turn = core.send(outcome.session_id, job.prompt, requester="schedule")
         async for event in turn:
             if isinstance(event, ev.TurnStarted):
                 outcome.trace_id, outcome.root_event_id = event.trace_id, event.event_id

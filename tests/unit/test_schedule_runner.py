@@ -355,3 +355,12 @@ async def test_a_job_added_elsewhere_is_seen_without_a_wake() -> None:
         [run] = await wait_runs(scheduler, finished)
         assert run.job_id == added.id and run.status == "ok"
         assert from_iso(run.scheduled_for or "") == MONDAY_7AM + timedelta(minutes=3)
+
+
+async def test_scheduled_turns_are_requested_by_schedule_for_the_policy() -> None:
+    """Rules can tell a scheduled prompt from a person (`requester = "schedule"`)."""
+    async with scripted_core(["Done."]) as (core, _provider):
+        job = await core.schedule.add_job("Tidy up", every="1h")
+        run = await core.schedule.run_now(job.id)
+        [question] = await core.timeline.events(session_id=run.session_id, kind="user.message")
+        assert question.payload["requester"] == "schedule"
