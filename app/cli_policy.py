@@ -15,7 +15,7 @@ from rich.console import Console
 
 from app.cli import Context, cli, run_async
 from core.errors import ConfigError, ShoalError, UserError
-from core.policy.engine import PolicyEngine, matches
+from core.policy.engine import PolicyEngine
 from core.policy.labels import NAMES, parse_label
 from core.policy.loader import load_policy, parse_policy, policy_path, read_policy
 from core.policy.request import PolicyRequest, Requester, model_target
@@ -106,21 +106,7 @@ def check(obj: Context, action: str, target: str | None, requester: str, label: 
 
 def _limits_for(engine: PolicyEngine, request: PolicyRequest) -> list[str]:
     """Quotas (model calls) and rate limits (tools) that would count this request."""
-    found = []
-    if request.action == "model":
-        for quota, ref in engine.quotas:
-            if quota.scope == "provider" and matches(quota.target, (request.target,)):
-                found.append(f"quota {quota.name!r} ({ref.origin}): {quota.tokens:,} tokens per {quota.period}")
-    if request.action == "tool":
-        for limit, ref in engine.rate_limits:
-            if (
-                limit.scope == "tool"
-                and matches(limit.target, (request.target,))
-                and matches(limit.requester, request.requester.names())
-            ):
-                found.append(f"rate limit {limit.name!r} ({ref.origin}): {limit.per_second * 60:g}/min, "
-                             f"burst {limit.burst}")  # fmt: skip
-    return found
+    return engine.limits_for(request)
 
 
 @policy.command("show")

@@ -262,6 +262,7 @@ class DesktopApp:
             return
         self.bridge.group.loaded = self.loaded
         await self.core.apply_settings(self.loaded.settings, reconnect=True)
+        self.bridge.policy.changed.emit()  # [policy] may have changed: the label picker and the Policy pane follow
         self.bridge.group.sync()  # the group settings may have changed too (rejoined or left)
         self.bridge.schedule.stateChanged.emit()  # schedule.enabled may have started or stopped the runner
         apply_theme(self.qapp, self.loaded.settings.appearance.theme)

@@ -163,9 +163,14 @@ class RemoteDesktop:
         self.window.timeline.refresh_button.click()
 
     def _on_timeline(self, event: Any) -> None:
-        """A turn this desktop did not start (another client, a scheduled run) changes the thread list too."""
-        if event.kind in SESSION_KINDS and not self.bridge.is_busy(event.session_id):
-            self.bridge.sessionsChanged.emit()
+        """A turn this desktop did not start (another client, a scheduled run) changes the thread list too, and
+        the shown thread once it has ended."""
+        if event.kind not in SESSION_KINDS or self.bridge.is_busy(event.session_id):
+            return
+        self.bridge.sessionsChanged.emit()
+        chat = self.window.chat
+        if event.kind in ("turn.end", "schedule.run") and event.session_id == chat.current_session_id():
+            spawn(chat.reload())
 
     def _show_link(self, connected: bool, error: ShoalError | None, *, connecting: bool = False) -> None:
         url = self.core.url or "(no address set)"

@@ -6,7 +6,8 @@ handlers, and they listen to its signals. Core events arrive as Qt signals carry
 frozen dataclasses (`core.events`, `core.timeline.store.Event`), so widgets render exactly what
 the core recorded. Group mode (state, roster, connecting, dispatching) lives in `bridge.group`, a
 `ui.group_bridge.GroupBridge` this bridge owns; long-term memory and the document index in `bridge.memory`,
-a `ui.memory_bridge.MemoryBridge`; scheduled prompts in `bridge.schedule`, a `ui.schedule_bridge.ScheduleBridge`.
+a `ui.memory_bridge.MemoryBridge`; scheduled prompts in `bridge.schedule`, a `ui.schedule_bridge.ScheduleBridge`;
+the policy (rules, reload, quota usage, checks) in `bridge.policy`, a `ui.policy_bridge.PolicyBridge`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from core.timeline.store import Event, EventNode
 from core.tools.registry import ApprovalDecision, ToolSpec
 from ui.group_bridge import GroupBridge
 from ui.memory_bridge import MemoryBridge
+from ui.policy_bridge import PolicyBridge
 from ui.schedule_bridge import ScheduleBridge
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ class Bridge(QObject):
         self.group = GroupBridge(core, loaded, self)  # `loaded`: where connecting to a group saves its settings
         self.memory = MemoryBridge(core, self)
         self.schedule = ScheduleBridge(core, self, self)
+        self.policy = PolicyBridge(core, self)
         self._turns: dict[str, Turn] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         core.timeline.add_listener(self.timelineEvent.emit)
@@ -125,9 +128,10 @@ class Bridge(QObject):
         turn = self._turns.get(session_id)
         return (turn is not None and not turn.done) or self.schedule.is_busy(session_id)  # or a scheduled run
 
-    def send(self, session_id: str, text: str) -> asyncio.Task[Any] | None:
-        """Start a turn in `session_id`; None if one is already running there."""
-        return self._start(session_id, text, regenerate=False)
+    def send(self, session_id: str, text: str, *, label: str | None = None) -> asyncio.Task[Any] | None:
+        """Start a turn in `session_id`; None if one is already running there. `label`: the message's
+        sensitivity label as the person chose it (None: the policy's classifier rules or default label)."""
+        return self._start(session_id, text, regenerate=False, label=label)
 
     def regenerate(self, session_id: str) -> asyncio.Task[Any] | None:
         """Answer the session's last question again."""
@@ -144,10 +148,12 @@ class Bridge(QObject):
             turn.cancel()
         self.schedule.stop_session(session_id)  # a scheduled run writing into the thread stops too
 
-    def _start(self, session_id: str, text: str, *, regenerate: bool) -> asyncio.Task[Any] | None:
+    def _start(
+        self, session_id: str, text: str, *, regenerate: bool, label: str | None = None
+    ) -> asyncio.Task[Any] | None:
         if self.is_busy(session_id):
             return None
-        turn = self.core.send(session_id, text, regenerate=regenerate)
+        turn = self.core.send(session_id, text, regenerate=regenerate, **({"label": label} if label else {}))
         self._turns[session_id] = turn
         self.busyChanged.emit(session_id, True)
         return self._spawn(self._follow(session_id, turn), "the turn")

@@ -1,8 +1,8 @@
 """The main window: chat in the middle; the timeline, memory, the tools and the group as docks a person can move,
 resize and hide. The group dock shares the tools dock's place as a tab (both are short lists beside the timeline),
 the memory dock shares the timeline's (both want height: results and a detail view), the schedule dock is one more
-tab beside tools and group, and the status bar says
-whether this agent is in its group, so a dropped connection is seen without opening the pane.
+tab beside tools and group, the policy dock (rules, quota usage, checks) one more beside timeline and memory, and
+the status bar says whether this agent is in its group, so a dropped connection is seen without opening the pane.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMe
 from ui.bridge import Bridge
 from ui.panes.chat import ChatPane
 from ui.panes.memory import MemoryPane
+from ui.panes.policy import PolicyPane
 from ui.panes.roster import RosterPane
 from ui.panes.schedule import SchedulePane
 from ui.panes.timeline import TimelinePane
@@ -46,18 +47,21 @@ class MainWindow(QMainWindow):
         self.roster = RosterPane(bridge, self)
         self.memory = MemoryPane(bridge, self)
         self.schedule = SchedulePane(bridge, self)
+        self.policy = PolicyPane(bridge, self)
         self.connect_dialog: QWidget | None = None
         self.timeline_dock = self._dock("Timeline", self.timeline, "timeline")
         self.tools_dock = self._dock("Tools", self.tools, "tools")
         self.group_dock = self._dock("Group", self.roster, "group")
         self.memory_dock = self._dock("Memory", self.memory, "memory")
         self.schedule_dock = self._dock("Schedule", self.schedule, "schedule")
+        self.policy_dock = self._dock("Policy", self.policy, "policy")
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.timeline_dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.tools_dock)
         self.splitDockWidget(self.timeline_dock, self.tools_dock, Qt.Orientation.Vertical)
         self.tabifyDockWidget(self.tools_dock, self.group_dock)
         self.tabifyDockWidget(self.tools_dock, self.schedule_dock)
         self.tabifyDockWidget(self.timeline_dock, self.memory_dock)
+        self.tabifyDockWidget(self.timeline_dock, self.policy_dock)
         self.tools_dock.raise_()
         self.timeline_dock.raise_()
         self.resizeDocks([self.timeline_dock], [460], Qt.Orientation.Horizontal)
@@ -118,6 +122,7 @@ class MainWindow(QMainWindow):
             (self.group_dock, "Ctrl+Shift+G"),
             (self.memory_dock, "Ctrl+Shift+M"),
             (self.schedule_dock, "Ctrl+Shift+S"),
+            (self.policy_dock, "Ctrl+Shift+P"),
         )
         for dock, key in docks:
             toggle = dock.toggleViewAction()
@@ -146,6 +151,7 @@ class MainWindow(QMainWindow):
             self.roster.start(),
             self.memory.start(),
             self.schedule.start(),
+            self.policy.start(),
         )
 
     # --- reactions ---------------------------------------------------------------------------

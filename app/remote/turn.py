@@ -38,7 +38,9 @@ class RemoteTurn:
         regenerate: bool = False,
         on_approval: Callable[[dict[str, Any]], None] = lambda _data: None,
         on_end: Callable[[RemoteTurn], None] = lambda _turn: None,
+        refusal: ShoalError | None = None,
     ) -> None:
+        """`refusal`: a reason this turn cannot be sent, raised to its reader before anything is sent."""
         self.session_id = session_id
         self.final: ev.TurnFinished | ev.TurnFailed | None = None
         self.approvals: set[str] = set()  # ids of the questions this turn's stream raised
@@ -49,6 +51,7 @@ class RemoteTurn:
         self._iterations = 0
         self._tokens = [0, 0]
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._refusal = refusal
         body = {"text": REGENERATE_TEXT if regenerate else text, "stream": True, "regenerate": regenerate}
         self._task = asyncio.create_task(self._pump(body), name="shoal-remote-turn")
         self._task.add_done_callback(lambda _task: self._queue.put_nowait(_END))
@@ -56,6 +59,8 @@ class RemoteTurn:
 
     async def _pump(self, body: dict[str, Any]) -> None:
         try:
+            if self._refusal is not None:
+                raise self._refusal
             client = self._client()  # raises when not connected: reported like any refusal before the turn
             await self._open(client, f"/api/sessions/{self.session_id}/messages", body)
             if self.final is None:

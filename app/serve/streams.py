@@ -105,7 +105,7 @@ async def with_keepalive(source: AsyncIterator[bytes], every: float = KEEPALIVE_
             pending = None
             yield chunk
     finally:
-        if pending is not None and not pending.done():
+        if pending is not None:  # done or not: its outcome is collected (never "exception never retrieved")
             pending.cancel()
             await asyncio.gather(pending, return_exceptions=True)
         aclose = getattr(iterator, "aclose", None)

@@ -242,6 +242,24 @@ class PolicyEngine:
 
     # --- rate limits ---------------------------------------------------------------------------
 
+    def limits_for(self, request: PolicyRequest) -> list[str]:
+        """Quotas (model calls) and rate limits (tools) that would count `request`, in words (`policy check`)."""
+        found = []
+        if request.action == "model":
+            for quota, ref in self.quotas:
+                if quota.scope == "provider" and matches(quota.target, (request.target,)):
+                    found.append(f"quota {quota.name!r} ({ref.origin}): {quota.tokens:,} tokens per {quota.period}")
+        if request.action == "tool":
+            for limit, ref in self.rate_limits:
+                if (
+                    limit.scope == "tool"
+                    and matches(limit.target, (request.target,))
+                    and matches(limit.requester, request.requester.names())
+                ):
+                    found.append(f"rate limit {limit.name!r} ({ref.origin}): {limit.per_second * 60:g}/min, "
+                                 f"burst {limit.burst}")  # fmt: skip
+        return found
+
     def limit(self, scope: str, target: str, requester: Requester) -> Decision | None:
         """Take one token from each bucket that applies; a denial (naming the limit and when to retry) if
         one is empty. Scope `tool`: target = the tool; scope `peer`: a task from `requester`."""

@@ -42,6 +42,7 @@ class TranscriptEntry:
     output_tokens: int | None = None
     duration_ms: float | None = None
     status: str = "ok"
+    label: str | None = None  # the message's sensitivity label (core/policy/); None: unlabelled
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ class SessionStore:
     async def transcript(self, session_id: str) -> list[TranscriptEntry]:
         rows = await self._query(
             "SELECT m.role, m.content, m.tool_calls, m.tool_call_id, m.name, m.created_at, e.model, e.input_tokens, "
-            "e.output_tokens, e.duration_ms, e.status FROM messages m LEFT JOIN events e ON e.id = m.event_id "
+            "e.output_tokens, e.duration_ms, e.status, m.label FROM messages m LEFT JOIN events e ON e.id = m.event_id "
             "AND e.kind = 'llm.response' WHERE m.session_id = ? ORDER BY m.seq",
             (session_id,),
         )
@@ -210,6 +211,7 @@ class SessionStore:
                 r["output_tokens"],
                 r["duration_ms"],
                 r["status"] or "ok",
+                r["label"],
             )
             for r in rows
         ]

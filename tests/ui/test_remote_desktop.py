@@ -290,3 +290,19 @@ async def test_switching_remote_mode_off_offers_a_restart_and_later_keeps_the_co
         await asyncio.sleep(0.2)
         assert not desktop.restart_requested and not desktop.quit_event.is_set()
         assert desktop.core.connected  # type: ignore[attr-defined]
+
+
+async def test_a_turn_another_client_runs_in_the_shown_thread_appears_in_it() -> None:
+    steps = ["First answer.", "Answer to the phone."]
+    async with served(steps) as server, server.client() as phone, remote_desktop(server) as desktop:
+        window = desktop.window
+        ended: list[Any] = []
+        desktop.bridge.turnEnded.connect(lambda _sid, final: ended.append(final))
+        window.chat.ask("Hello from the desktop")
+        await wait_until(lambda: bool(ended), timeout=20)
+        session = window.chat.current_session_id()
+        body = {"text": "Hi from my phone", "stream": False}
+        assert (await phone.post(f"/api/sessions/{session}/messages", json=body)).status_code == 200
+        shown = window.chat.view.toPlainText
+        await wait_until(lambda: "Answer to the phone." in shown(), message="the shown thread stayed stale")
+        assert "Hi from my phone" in shown()

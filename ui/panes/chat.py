@@ -139,11 +139,13 @@ class ChatPane(QWidget):
         self.view.copied.connect(lambda _text: self.show_status("Copied to the clipboard."))
         self.composer.sendRequested.connect(self._send)
         self.composer.stopRequested.connect(self.stop)
+        bridge.policy.changed.connect(self._sync_labels)
 
     # --- public API --------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Load the threads and show the most recently active one (or a fresh thread when there are none)."""
+        self._sync_labels()
         sessions = await self.threads.refresh()
         if sessions:
             await self.open_session(max(sessions, key=lambda s: s.updated_at).id)
@@ -158,6 +160,7 @@ class ChatPane(QWidget):
         self._session_id = session_id
         self.threads.set_current(session_id)
         self.composer.set_busy(self.bridge.is_busy(session_id))
+        self.composer.labels.show_session(session_id)  # each thread keeps its own label
         self._update_title()
         if changed:
             self.sessionSelected.emit(session_id)
@@ -170,6 +173,7 @@ class ChatPane(QWidget):
         """Open a new thread, unless the shown one is still empty (then that one is the new thread)."""
         sid = self._session_id
         if sid is not None and not self.view.has_messages() and sid not in self._live:
+            self.composer.labels.set_label(None)  # a new thread starts at auto, even when it is this one
             self.composer.input.setFocus()
             return
         info = await self.bridge.new_session()
@@ -253,12 +257,13 @@ class ChatPane(QWidget):
     # --- sending ---------------------------------------------------------------------------------------
 
     def _send(self, text: str) -> None:
+        label = self.composer.label()
         if self._session_id is None:
-            spawn(self._send_in_new_thread(text))
+            spawn(self._send_in_new_thread(text, label))
         else:
-            self._start_turn(self._session_id, text)
+            self._start_turn(self._session_id, text, label=label)
 
-    async def _send_in_new_thread(self, text: str) -> None:
+    async def _send_in_new_thread(self, text: str, label: str | None = None) -> None:
         try:
             info = await self.bridge.new_session()
         except ShoalError:  # the bridge reported why (errorRaised)
@@ -266,10 +271,12 @@ class ChatPane(QWidget):
                 self.composer.set_text(text)  # give the draft back rather than lose it
             return
         await self.open_session(info.id)
-        self._start_turn(info.id, text)
+        if label:
+            self.composer.labels.set_label(label)  # the label chosen for it goes with it to its thread
+        self._start_turn(info.id, text, label=label)
 
-    def _start_turn(self, sid: str, text: str, *, regenerate: bool = False) -> bool:
-        task = self.bridge.regenerate(sid) if regenerate else self.bridge.send(sid, text)
+    def _start_turn(self, sid: str, text: str, *, regenerate: bool = False, label: str | None = None) -> bool:
+        task = self.bridge.regenerate(sid) if regenerate else self.bridge.send(sid, text, label=label)
         if task is None:
             if text and not self.composer.text():
                 self.composer.set_text(text)  # give the draft back rather than lose it
@@ -280,7 +287,7 @@ class ChatPane(QWidget):
         parts = self._live.begin(sid)
         if sid == self._session_id:
             if not regenerate:
-                self.view.add_pending_user(text)
+                self.view.add_pending_user(text, label)
             self.view.set_live(parts)
         return True
 
@@ -336,6 +343,14 @@ class ChatPane(QWidget):
         if sid == self._session_id:
             self._session_id = None
             spawn(self.start())
+
+    def _sync_labels(self) -> None:
+        """The label picker and the badges follow the policy in force (default label; remote: the server's)."""
+        policy = self.bridge.policy
+        self.view.default_label = policy.default_label
+        self.composer.set_label_policy(policy.default_label, remote=not policy.available)
+        if self._session_id is not None:
+            spawn(self.reload())  # badges show labels other than the default, which may have changed
 
     def _update_title(self) -> None:
         sid = self._session_id

@@ -2,6 +2,8 @@
 
 Attachments are pasted into the message as fenced blocks, and only from the workspace: the model's file
 tools are confined there too, so a person cannot accidentally send something the agent could not see.
+The label picker beside Send sets the message's sensitivity label (ui/widgets/label_picker.py); the chat pane
+reads it when the message is handed over, so `sendRequested` stays the text alone.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from ui.widgets.label_picker import LabelPicker
 
 MAX_ATTACHMENT = 200 * 1024
 PLACEHOLDER = "Ask Shoal… (Enter to send, Shift+Enter for a new line)"
@@ -48,6 +52,10 @@ class Composer(QWidget):
         self.send_button.setDefault(False)
         self.send_button.setAutoDefault(False)
         self.send_button.clicked.connect(self._on_send_clicked)
+        self.labels = LabelPicker(self)
+        self.labels_caption = QLabel("&Label:", self)  # Alt+L focuses the picker
+        self.labels_caption.setBuddy(self.labels)
+        self.labels_caption.setToolTip(self.labels.toolTip())
         self.notice = QLabel(self)
         self.notice.setWordWrap(True)
         self.notice.setStyleSheet("color: palette(placeholder-text);")
@@ -62,6 +70,9 @@ class Composer(QWidget):
         buttons.addWidget(self.attach_button)
         buttons.addStretch(1)
         buttons.addWidget(self.notice, 10)
+        buttons.addWidget(self.labels_caption)
+        buttons.addWidget(self.labels)
+        buttons.addSpacing(4)
         buttons.addWidget(self.send_button)
         column = QVBoxLayout(self)
         column.setContentsMargins(12, 6, 12, 10)
@@ -78,6 +89,17 @@ class Composer(QWidget):
 
     def text(self) -> str:
         return self.input.toPlainText()
+
+    def label(self) -> str | None:
+        """The sensitivity label chosen for what is sent now (None: auto, the policy decides)."""
+        return self.labels.label()
+
+    def set_label_policy(self, default_label: str, *, remote: bool = False) -> None:
+        """What auto comes to (named in the tooltip); in remote mode the server labels, so no choice is offered."""
+        self.labels.set_default_label(default_label)
+        self.labels.set_managed_remotely(remote)
+        self.labels_caption.setToolTip(self.labels.toolTip())
+        self.labels_caption.setEnabled(not remote)
 
     def set_text(self, text: str) -> None:
         self.input.setPlainText(text)

@@ -8,6 +8,7 @@ Markdown content cannot get from `setDefaultStyleSheet` (which applies to HTML o
 from __future__ import annotations
 
 from PySide6.QtGui import (
+    QColor,
     QFont,
     QTextBlockFormat,
     QTextCharFormat,
@@ -71,6 +72,16 @@ class DocWriter:
         fmt.setAnchorHref(href)
         fmt.setForeground(self.colors.accent)
         cursor.insertText(text, fmt)
+        cursor.setCharFormat(self.char(muted=True, small=True))
+
+    def badge(self, cursor: QTextCursor, text: str, color: str, tip: str = "") -> None:
+        """A small chip: white bold text on `color` (padded with no-break spaces: rich text has no padding)."""
+        cursor.insertText("  ", self.char(small=True))
+        fmt = self.char(bold=True, small=True)
+        fmt.setForeground(QColor("white"))
+        fmt.setBackground(QColor(color))
+        fmt.setToolTip(tip)
+        cursor.insertText(f"\u00a0{text}\u00a0", fmt)
         cursor.setCharFormat(self.char(muted=True, small=True))
 
     def markdown(self, cursor: QTextCursor, text: str) -> None:

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
 from core.timeline.store import Event
 from ui.widgets import event_format as fmt
+from ui.widgets import policy_format
 
 PLACEHOLDER = "Select an event to see everything it recorded. Right-click it to walk back to its origin."
 
@@ -65,6 +66,11 @@ def describe(event: Event) -> str:
     head = "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
     if event.kind == "memory.recall":  # the citations as the answer numbers them, before the raw payload
         head += f"\n\nmemories given to the model (cited as [n]):\n{fmt.recall_summary(event)}"
+    if event.kind == "policy.decision":  # first: what was decided, by which rule (file and line) and why
+        head = f"policy decision:\n{policy_format.decision_summary(event.payload)}\n\n{head}"
+    routine = policy_format.routine_decision(event)
+    if routine is not None:  # a built-in default restating local use, kept inside the step it gated
+        head += f"\n\npolicy (routine, recorded with this step):\n{policy_format.decision_summary(routine)}"
     return f"{head}\n\npayload:\n{fmt.pretty_json(event.payload)}"
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from core.timeline.store import Event
+from ui.widgets import policy_format
 
 # Mid-saturation colours that stay readable on both the light and the dark Fusion palette.
 KIND_COLORS = {
@@ -27,11 +28,12 @@ KIND_COLORS = {
     "group.dropped": "#dc2626",
     "memory.recall": "#db2777",
     "schedule.run": "#65a30d",
+    "policy.decision": "#6b7280",  # the row's dot takes the decision's colour instead (`dot_color`)
 }
 ERROR_COLOR = "#e04848"
 STATUS_COLORS = {"error": ERROR_COLOR, "denied": "#d97706", "cancelled": "#8a8a8a", "max_iterations": "#d97706"}
 
-FILTERS = ("All", "LLM calls", "Tool calls", "Approvals", "Memory", "Group", "Errors")
+FILTERS = ("All", "LLM calls", "Tool calls", "Approvals", "Policy", "Memory", "Group", "Errors")
 
 _DECISIONS = {
     "approve_once": "approved once",
@@ -68,6 +70,8 @@ def matches(event: Event, category: str) -> bool:
         return event.kind.startswith("tool.")
     if category == "Approvals":
         return event.kind == "approval"
+    if category == "Policy":
+        return event.kind == "policy.decision"
     if category == "Memory":
         return event.kind.startswith("memory.") or event.name in ("remember", "recall", "forget")
     if category == "Group":
@@ -81,8 +85,9 @@ def label(event: Event) -> str:
     """The event column: the kind, then what this step was about (message, model, arguments, output…)."""
     p = event.payload
     kind = event.kind
-    if kind == "user.message":
-        return f"“{short(p.get('text', ''), 90)}”"
+    if kind == "user.message":  # its label first (the text is what gets cut short in a narrow dock)
+        said = f"“{short(p.get('text', ''), 90)}”"
+        return f"{p['label']} · {said}" if p.get("label") else said
     if kind == "llm.request":
         return f"llm.request  ({p.get('messages', '?')} msgs, {len(p.get('tools', []))} tools)"
     if kind == "llm.response":
@@ -107,6 +112,8 @@ def label(event: Event) -> str:
         return recall_label(event)
     if kind == "schedule.run":
         return schedule_label(event)
+    if kind == "policy.decision":
+        return policy_format.decision_label(event)
     return f"{kind} · {event.name}" if event.name else kind
 
 
@@ -211,9 +218,25 @@ def tooltip(event: Event) -> str:
         "group.received": _group_text(p.get("data", {})),
         "group.dropped": f"{p.get('reason', '')}: {p.get('detail', '')}",
         "memory.recall": recall_summary(event),
+        "policy.decision": policy_format.decision_tooltip(event),
     }.get(event.kind)
     head = f"{event.kind} · {event.name}" if event.name else event.kind
     return f"{head}\n{str(text)[:2000]}" if text else head
+
+
+def dot_color(event: Event) -> str:
+    """The colour of a row's dot: its kind's, except a policy decision's, which is its effect's (allow green,
+    ask amber, deny red), so a denial stands out in a column of dots."""
+    if event.kind == "policy.decision":
+        return policy_format.effect_color(str(event.payload.get("effect", "")))
+    return KIND_COLORS.get(event.kind, "#9ca3af")
+
+
+def text_color(event: Event) -> str | None:
+    """A colour for the row's text beyond the error red: a policy decision's effect colour."""
+    if event.kind == "policy.decision":
+        return policy_format.effect_color(str(event.payload.get("effect", "")))
+    return None
 
 
 def status(event: Event) -> str:

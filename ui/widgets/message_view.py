@@ -27,6 +27,7 @@ from PySide6.QtWidgets import QFrame, QMenu, QTextBrowser, QWidget
 from core.timeline.sessions import TranscriptEntry
 from ui.widgets.doc_writer import DocWriter
 from ui.widgets.memory_citations import MEMORY_PART, items_of, write_memories
+from ui.widgets.policy_format import LABEL_HELP, badge_label, label_color
 from ui.widgets.transcript_format import Colors, Notice, Part, meta_line, tool_line
 from ui.widgets.transcript_format import paragraphs as _paragraphs
 
@@ -61,6 +62,7 @@ class MessageView(QTextBrowser):
         self._called: set[str] = set()
         self._last_assistant = -1
         self._can_regenerate = True
+        self.default_label = "internal"  # policy.default_label: a question labelled otherwise shows a badge
         self._live: list[Part] | None = None
         self._live_start = 0
         self._frozen: list[Part] | None = None  # live units already written, up to `_frozen_end`
@@ -110,12 +112,13 @@ class MessageView(QTextBrowser):
             self._render_live()
         self._restore_scroll(stick, scrolled)
 
-    def add_pending_user(self, text: str) -> None:
-        """Show a just-sent question at once; the reload after the turn starts replaces it with the record."""
+    def add_pending_user(self, text: str, label: str | None = None) -> None:
+        """Show a just-sent question at once (with the label chosen for it); the reload after the turn starts
+        replaces it with the record."""
         if not self._entries and not self._ranges:
             self.document().clear()
         self._cut_live()
-        self._write_user(len(self._entries), text)
+        self._write_user(len(self._entries), text, label)
         self._live_start = self._w.end().position()
         self.scroll_to_bottom()
 
@@ -243,14 +246,14 @@ class MessageView(QTextBrowser):
     def _write_entry(self, index: int, entry: TranscriptEntry) -> None:
         message = entry.message
         if message.role == "user":
-            self._write_user(index, message.content)
+            self._write_user(index, message.content, entry.label)
         elif message.role == "assistant":
             self._write_assistant(index, entry)
         elif message.role == "tool" and message.tool_call_id not in self._called:
             line, tip = tool_line(message.name or "tool", "", message.content)
             self._write_tool(index, line, tip, message.content)
 
-    def _write_user(self, index: int, text: str) -> None:
+    def _write_user(self, index: int, text: str, label: str | None = None) -> None:
         cursor = self._w.end()
         if cursor.position() == 0:  # the document's first, empty paragraph would sit above the frame
             self._w.squash(cursor)
@@ -261,6 +264,9 @@ class MessageView(QTextBrowser):
         frame_fmt.setBottomMargin(4)
         frame = cursor.insertFrame(frame_fmt)
         cursor.insertText("You", self._w.char(bold=True, muted=True, small=True))
+        badge = badge_label(label, self.default_label)
+        if badge is not None:
+            self._w.badge(cursor, badge, label_color(badge), f"Sent labelled {LABEL_HELP[badge]}")
         self._w.block(cursor)
         self._w.markdown(cursor, text)
         self._ranges.append(_Range(frame.firstPosition(), frame.lastPosition(), index, text))

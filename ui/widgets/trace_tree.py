@@ -36,19 +36,21 @@ HEADERS = {Col.EVENT: "Event", Col.STATUS: "Status", Col.TOKENS: "Tokens", Col.D
 _icons: dict[str, QIcon] = {}
 
 
-def kind_icon(kind: str) -> QIcon:
-    """A coloured dot per kind, drawn once: no image assets to ship, and it follows `KIND_COLORS`."""
-    if kind not in _icons:
+def kind_icon(kind: str, color: str | None = None) -> QIcon:
+    """A coloured dot per kind (or per `color`: a policy decision's effect), drawn once: no image assets to ship,
+    and it follows `KIND_COLORS`."""
+    color = color or fmt.KIND_COLORS.get(kind, "#9ca3af")
+    if color not in _icons:
         pixmap = QPixmap(12, 12)
         pixmap.fill(Qt.GlobalColor.transparent)
         painter = QPainter(pixmap)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(QColor(fmt.KIND_COLORS.get(kind, "#9ca3af")))
+        painter.setBrush(QColor(color))
         painter.drawEllipse(2, 2, 8, 8)
         painter.end()
-        _icons[kind] = QIcon(pixmap)
-    return _icons[kind]
+        _icons[color] = QIcon(pixmap)
+    return _icons[color]
 
 
 class TraceTree(QTreeWidget):
@@ -157,7 +159,7 @@ class TraceTree(QTreeWidget):
         item.setData(Col.EVENT, EVENT_ROLE, event)
         item.setText(Col.EVENT, fmt.label(event))
         item.setToolTip(Col.EVENT, fmt.tooltip(event))
-        item.setIcon(Col.EVENT, kind_icon(event.kind))
+        item.setIcon(Col.EVENT, kind_icon(event.kind, fmt.dot_color(event)))
         item.setText(Col.STATUS, fmt.status(event))
         item.setToolTip(Col.STATUS, event.status)
         item.setTextAlignment(Col.STATUS, Qt.AlignmentFlag.AlignCenter)
@@ -218,6 +220,10 @@ class TraceTree(QTreeWidget):
         status_color = fmt.STATUS_COLORS.get(event.status)
         if status_color and not context:
             item.setForeground(Col.STATUS, QBrush(QColor(status_color)))
+        accent = fmt.text_color(event)
+        if accent and not context:  # a policy decision: its effect's colour, "denied" included
+            for col in (Col.EVENT, Col.STATUS):
+                item.setForeground(col, QBrush(QColor(accent)))
         font = item.font(Col.EVENT)
         font.setItalic(context)
         font.setBold(event.parent_span_id is None)
