@@ -28,7 +28,7 @@ from app.remote.memory import RemoteMemory
 from app.remote.schedule import RemoteSchedule
 from app.remote.turn import RemoteTurn
 from core.approvals import ApprovalBroker
-from core.errors import ConfigError, ShoalError, UserError, classify
+from core.errors import ConfigError, ShoalError, classify
 from core.secrets import get_token, token_env_var
 from core.settings import Settings
 from core.timeline.sessions import SessionInfo
@@ -271,15 +271,9 @@ class RemoteCore:
     def send(
         self, session_id: str, text: str, *, regenerate: bool = False, label: str | None = None, **_ignored: Any
     ) -> RemoteTurn:
-        """Start a turn on the server; iterate the returned turn for its events (as `AgentCore.send`). The API
-        takes no sensitivity label: one asked for is refused, never silently dropped (the server labels)."""
+        """Start a turn on the server; iterate the returned turn for its events (as `AgentCore.send`). A
+        sensitivity `label` travels with the message; the server's policy applies it."""
         mirror = self._mirror
-        refusal = None
-        if label is not None:
-            refusal = UserError(
-                "A sensitivity label cannot be sent to a remote server.",
-                "Send the message without one: the server's policy labels it (its classifier rules, default label).",
-            )
 
         def ended(turn: RemoteTurn) -> None:
             self._turns.discard(turn)
@@ -293,7 +287,7 @@ class RemoteCore:
             regenerate=regenerate,
             on_approval=mirror.ask if mirror is not None else lambda _data: None,
             on_end=ended,
-            refusal=refusal,
+            label=label,
         )
         self._turns.add(turn)
         return turn

@@ -39,8 +39,10 @@ class RemoteTurn:
         on_approval: Callable[[dict[str, Any]], None] = lambda _data: None,
         on_end: Callable[[RemoteTurn], None] = lambda _turn: None,
         refusal: ShoalError | None = None,
+        label: str | None = None,
     ) -> None:
-        """`refusal`: a reason this turn cannot be sent, raised to its reader before anything is sent."""
+        """`refusal`: a reason this turn cannot be sent, raised to its reader before anything is sent.
+        `label`: the message's sensitivity label, applied by the server's policy."""
         self.session_id = session_id
         self.final: ev.TurnFinished | ev.TurnFailed | None = None
         self.approvals: set[str] = set()  # ids of the questions this turn's stream raised
@@ -52,7 +54,10 @@ class RemoteTurn:
         self._tokens = [0, 0]
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._refusal = refusal
-        body = {"text": REGENERATE_TEXT if regenerate else text, "stream": True, "regenerate": regenerate}
+        body: dict[str, Any] = {"text": REGENERATE_TEXT if regenerate else text, "stream": True}
+        body["regenerate"] = regenerate
+        if label is not None:
+            body["label"] = label
         self._task = asyncio.create_task(self._pump(body), name="shoal-remote-turn")
         self._task.add_done_callback(lambda _task: self._queue.put_nowait(_END))
         self._task.add_done_callback(lambda _task: on_end(self))

@@ -107,7 +107,7 @@ _TURN_RESPONSES: dict[int | str, dict[str, Any]] = {
 )
 async def send_message(state: State, session_id: SessionId, body: s.SendMessage, request: Request) -> Any:
     info = await find_session(state, session_id)
-    turn = state.start_turn(info.id, body.text, regenerate=body.regenerate)
+    turn = state.start_turn(info.id, body.text, regenerate=body.regenerate, label=body.label)
     events = turn_stream(turn, state.broker, info.id)
     if body.stream:
         return StreamingResponse(

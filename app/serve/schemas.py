@@ -98,6 +98,9 @@ class SendMessage(_Body):
     text: str = Field(min_length=1, max_length=200_000, description="the message to the agent")
     stream: bool = Field(True, description="answer as Server-Sent Events (one per agent event)")
     regenerate: bool = Field(False, description="answer the last question again instead of sending `text`")
+    label: Literal["public", "internal", "confidential", "secret"] | None = Field(
+        None, description="the message's sensitivity label (default: the policy's classifier rules, then its default)"
+    )
 
 
 class TurnResult(BaseModel):

@@ -98,15 +98,13 @@ async def test_a_message_sent_right_after_stopping_waits_for_the_stopped_turn_in
         assert isinstance(final, ev.TurnFinished) and final.text == "Fresh answer."
 
 
-async def test_a_sensitivity_label_is_refused_never_silently_dropped() -> None:
-    async with served(["never sent"]) as server, connected(server) as core:
+async def test_a_sensitivity_label_travels_with_the_message_and_the_servers_policy_applies_it() -> None:
+    async with served(["Noted."]) as server, connected(server) as core:
         info = await core.new_session()
-        turn = core.send(info.id, "my salary is…", label="secret")
-        with pytest.raises(ShoalError, match="label cannot be sent") as caught:
-            async for _event in turn:
-                pass
-        assert "server's policy labels it" in caught.value.fix
-        assert await server.core.sessions.transcript(info.id) == []  # nothing reached the server
+        final = await core.send(info.id, "my salary is…", label="secret").result()
+        assert isinstance(final, ev.TurnFinished) and final.text == "Noted."
+        [question] = await server.core.timeline.events(session_id=info.id, kind="user.message")
+        assert question.payload["label"] == "secret" and question.payload["requester"] == "api"
 
 
 async def test_a_servers_question_is_asked_through_the_local_broker_and_the_answer_lets_the_turn_finish(
