@@ -96,6 +96,7 @@ def transcript_entry(data: dict[str, Any]) -> TranscriptEntry:
         data.get("output_tokens"),
         data.get("duration_ms"),
         data.get("status") or "ok",
+        data.get("label"),
     )
 
 

@@ -75,6 +75,7 @@ async def get_session(state: State, session_id: SessionId) -> s.SessionDetail:
             output_tokens=e.output_tokens,
             duration_ms=e.duration_ms,
             status=e.status,
+            label=e.label,
         )
         for e in entries
     ]

@@ -78,6 +78,7 @@ class NewSession(_Body):
 class MessageOut(BaseModel):
     role: str
     content: str
+    label: str | None = Field(None, description="the sensitivity label it was stored with (null: unlabelled)")
     name: str | None = None
     tool_call_id: str | None = None
     tool_calls: list[dict[str, Any]] = Field(default_factory=list)

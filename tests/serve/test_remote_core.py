@@ -105,6 +105,8 @@ async def test_a_sensitivity_label_travels_with_the_message_and_the_servers_poli
         assert isinstance(final, ev.TurnFinished) and final.text == "Noted."
         [question] = await server.core.timeline.events(session_id=info.id, kind="user.message")
         assert question.payload["label"] == "secret" and question.payload["requester"] == "api"
+        first = (await core.sessions.transcript(info.id))[0]
+        assert first.label == "secret"  # so the desktop's badge shows in remote mode too
 
 
 async def test_a_servers_question_is_asked_through_the_local_broker_and_the_answer_lets_the_turn_finish(

@@ -298,14 +298,14 @@ async def test_check_explains_a_decision_like_the_cli() -> None:
 # --- remote mode -----------------------------------------------------------------------------------------------
 
 
-async def test_remote_mode_says_managed_on_the_server_and_offers_no_label() -> None:
+async def test_remote_mode_says_managed_on_the_server_and_labels_still_travel() -> None:
     loaded = load_settings(None, {"remote": {"enabled": True, "url": "http://127.0.0.1:9"}})
     remote = RemoteCore(loaded.settings, ApprovalBroker())  # not started: no server is needed to see it has no policy
     assert PolicyBridge(remote).available is False
     async with scripted_bridge(["hi"]) as (bridge, _p), pane_over(bridge) as (chat, _b, _finals):
         bridge.policy.core = remote  # the desktop's bridges over a RemoteCore, as app/remote_wiring.py builds them
         bridge.policy.changed.emit()
-        assert not chat.composer.labels.isEnabled() and chat.composer.label() is None
+        assert chat.composer.labels.isEnabled() and chat.composer.label() is None  # auto: the server decides
         assert "server's policy" in chat.composer.labels.toolTip()
         async with policy_pane(bridge) as pane:
             assert pane.managed_remotely

@@ -95,11 +95,10 @@ class Composer(QWidget):
         return self.labels.label()
 
     def set_label_policy(self, default_label: str, *, remote: bool = False) -> None:
-        """What auto comes to (named in the tooltip); in remote mode the server labels, so no choice is offered."""
+        """What auto comes to (named in the tooltip); in remote mode auto is the server's policy."""
         self.labels.set_default_label(default_label)
         self.labels.set_managed_remotely(remote)
         self.labels_caption.setToolTip(self.labels.toolTip())
-        self.labels_caption.setEnabled(not remote)
 
     def set_text(self, text: str) -> None:
         self.input.setPlainText(text)

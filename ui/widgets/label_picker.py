@@ -17,7 +17,10 @@ from PySide6.QtWidgets import QComboBox, QSizePolicy, QWidget
 from core.policy.labels import NAMES
 from ui.widgets.policy_format import AUTO, LABEL_HELP, PICKER_HELP, label_color
 
-REMOTE_HELP = "In remote mode the server's policy labels what you send (its classifier rules and default label)."
+REMOTE_HELP = (
+    "The message's sensitivity label, sent with it to the server. Auto: the server's policy labels it (its "
+    "classifier rules, then its default label)."
+)
 
 
 def label_icon(label: str | None) -> QIcon:
@@ -86,12 +89,8 @@ class LabelPicker(QComboBox):
         self.setToolTip(PICKER_HELP.format(default=default))
 
     def set_managed_remotely(self, remote: bool) -> None:
-        """Remote mode: the server labels what is sent, so no choice is offered (and none is sent)."""
-        self.setEnabled(not remote)
+        """Remote mode: a chosen label travels with the message; auto leaves it to the server's policy."""
         if remote:
-            self.blockSignals(True)
-            self.setCurrentIndex(0)
-            self.blockSignals(False)
             self.setToolTip(REMOTE_HELP)
 
     def _on_changed(self, _index: int) -> None:
