@@ -56,7 +56,7 @@ async def _core(data: Path, broker: Any) -> Any:
     from core.providers.scripted import ScriptedProvider
     from core.service import AgentCore
 
-    core = AgentCore(_settings(data).settings, provider=ScriptedProvider([_echo] * 1_000_000), approve=broker.ask)
+    core = AgentCore(_settings(data).settings, provider=ScriptedProvider([_echo] * 20_000), approve=broker.ask)
     await core.start()
     return core
 
