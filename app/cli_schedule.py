@@ -166,6 +166,7 @@ def show(obj: Context, job_id: str, limit: int, as_json: bool) -> None:
 
 
 def _print_runs(runs: list[Any], now: Any, *, with_job: bool) -> None:
+    from core.schedule.spec import MISSED_CAP
     from core.schedule.words import when
 
     if not runs:
@@ -175,7 +176,7 @@ def _print_runs(runs: list[Any], now: Any, *, with_job: bool) -> None:
     for run in runs:
         moment = run.started_at or run.created_at  # when it ran, or was recorded (the rows' order)
         took = f"{run.duration_s:.1f} s" if run.duration_s is not None else ""
-        status = _status(run.status) + (f" ×{run.count}" if run.count > 1 else "")
+        status = _status(run.status) + (f" ×{run.count:,}{'+' * (run.count >= MISSED_CAP)}" if run.count > 1 else "")
         result = render.short(run.error or run.summary, 70) if run.status != "ok" else render.short(run.summary, 70)
         cells = [when(moment, now=now), *([render.short(run.job_name, 24)] if with_job else [])]
         trigger = "—" if run.status == "missed" else run.trigger.replace("_", "-")

@@ -60,3 +60,10 @@ def from_iso(text: str) -> datetime:
 
 def maybe_iso(text: str | None) -> datetime | None:
     return from_iso(text) if text else None
+
+
+def zone_key(zone: tzinfo, now: datetime) -> str:
+    """What identifies the zone for noticing a change: its name (a `ZoneInfo` key) and its offset now, since a
+    zone read from /etc/localtime's file is always called "localtime" whatever the file says. The offset also
+    changes at DST, which only costs a check that finds nothing to move."""
+    return f"{getattr(zone, 'key', None) or zone!r}|{now.astimezone(zone).utcoffset()}"

@@ -4,11 +4,13 @@ A run is a turn in the job's own thread, sent with `core.send` like a chat messa
 the timeline and the chat. How the turn ended becomes the run's status: an answer is `ok` (its first 500
 characters kept as the summary), a failure before or during the turn is `failed` with the message and what to
 do, a stop is `cancelled`. The end is written with a `schedule.run` event in one transaction; the event hangs
-under the turn's root span, so the timeline shows it in the run's own tree.
+under the turn's root span, so the timeline shows it in the run's own tree. If that write fails, the end is
+written alone (`finish_run`): a run whose row stayed `running` would block its job.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -26,6 +28,7 @@ from core.timeline.store import Timeline
 
 log = logging.getLogger(__name__)
 _EVENT_STATUS = {"ok": "ok", "failed": "error", "cancelled": "cancelled"}
+FINISH_RETRY_DELAYS = (0.0, 0.5, 2.0)  # before each write of a run's end without its event
 
 
 class SchedulingCore(Protocol):
@@ -116,3 +119,26 @@ async def record_end(core: SchedulingCore, store: ScheduleStore, job: Job, run: 
         finished = replace(run, status=outcome.status, summary=outcome.summary[:SUMMARY_CHARS], error=outcome.error)
     log.info("scheduled job %s: run %s %s", job.name, run.id, outcome.status)
     return finished
+
+
+async def finish_run(core: SchedulingCore, store: ScheduleStore, job: Job, run: Run, outcome: Outcome) -> Run:
+    """`record_end`, and when that fails (the timeline write or the UPDATE raised) the end alone, without its
+    event, a few times: a row left `running` would skip every later time of its job and refuse Run now. If even
+    that fails, the run is no longer held by this process, so the next claim closes it as stale."""
+    try:
+        return await record_end(core, store, job, run, outcome)
+    except Exception as exc:  # anything at all: the row must not stay running
+        log.warning("could not record the end of run %s with its event (%s); writing the end alone", run.id, exc)
+        failure: BaseException = exc
+    for delay in FINISH_RETRY_DELAYS:
+        await asyncio.sleep(delay)
+        try:
+            await store.finish_bare(
+                run, outcome.status, summary=outcome.summary, error=outcome.error, trace_id=outcome.trace_id
+            )
+        except Exception as exc:
+            failure = exc
+            continue
+        log.info("scheduled job %s: run %s %s (no timeline event)", job.name, run.id, outcome.status)
+        return replace(run, status=outcome.status, summary=outcome.summary[:SUMMARY_CHARS], error=outcome.error)
+    raise failure

@@ -3,8 +3,9 @@
 Claiming a due time is a compare-and-swap on the job's `next_run` inside one transaction, so two runners on one
 database (the desktop app and `shoal serve`) never both run the same time; the same transaction looks for an
 active run of the job, in any process, and records a `skipped` run instead, so a job never overlaps itself.
-`missed` and `skipped` rows get their `schedule.run` timeline event in that transaction too. Every query runs on
-the database's worker thread, like the rest of the core. `ScheduleStore` (store.py) adds the jobs.
+`missed` and `skipped` rows get their `schedule.run` timeline event in that transaction too. A job keeps its
+newest `KEEP_RUNS` ended runs; older rows are pruned whenever one is added or ends. Every query runs on the
+database's worker thread, like the rest of the core. `ScheduleStore` (store.py) adds the jobs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from core.timeline.db import Database
 from core.timeline.ids import TraceContext, new_id, now_iso
 from core.timeline.store import Event, Timeline
 
+KEEP_RUNS = 500  # runs kept per job (the newest); older ones are deleted when a run ends
 _RUN_SELECT = "SELECT r.*, j.name AS job_name FROM schedule_runs r LEFT JOIN schedule_jobs j ON j.id = r.job_id "
 
 
@@ -185,11 +187,11 @@ class RunLedger:
 
     def finish(
         self, run: Run, status: str, *, summary: str = "", error: str | None = None, trace_id: str | None = None
-    ) -> Callable[[sqlite3.Connection, Event], None]:
+    ) -> Callable[[sqlite3.Connection, Event | None], None]:
         """The write that ends a run, to go in the same transaction as its `schedule.run` event."""
         stamp = to_iso(self.now())
 
-        def write(conn: sqlite3.Connection, _event: Event) -> None:
+        def write(conn: sqlite3.Connection, _event: Event | None) -> None:
             conn.execute(
                 "UPDATE schedule_runs SET status = ?, finished_at = ?, summary = ?, error = ?, "
                 "trace_id = coalesce(?, trace_id), owner = NULL WHERE id = ?",
@@ -197,8 +199,39 @@ class RunLedger:
             )
             conn.execute("UPDATE schedule_jobs SET last_status = ?, updated_at = ? WHERE id = ?",
                          (status, now_iso(), run.job_id))  # fmt: skip
+            _prune(conn, run.job_id)
 
         return write
+
+    async def finish_bare(
+        self, run: Run, status: str, *, summary: str = "", error: str | None = None, trace_id: str | None = None
+    ) -> None:
+        """The end of a run without its timeline event: the fallback when writing both together failed, so the
+        row does not stay `running` (and block its job) because the event could not be written."""
+        write = self.finish(run, status, summary=summary, error=error, trace_id=trace_id)
+        await self.db.write(lambda conn: write(conn, None))
+
+    async def record_fault(self, job: Job, error: str) -> Claim | None:
+        """A job the runner could not start (a damaged row, a failing database): one `failed` run with the error,
+        and the job's last status, so the pane shows what is wrong. The caller records each distinct error once,
+        not on every retry. None: the job is gone."""
+        now = self.now()
+
+        def write(conn: sqlite3.Connection) -> Claim | None:
+            row = conn.execute("SELECT * FROM schedule_jobs WHERE id = ?", (job.id,)).fetchone()
+            if row is None:
+                return None
+            run = self._insert_run(
+                conn, row, "failed", "schedule", None, now, summary="The scheduler could not start this job.",
+                error=error, final=True,
+            )  # fmt: skip
+            conn.execute("UPDATE schedule_jobs SET last_status = 'failed', updated_at = ? WHERE id = ?",
+                         (now_iso(), job.id))  # fmt: skip
+            claim = Claim(recorded=[run], events=[self._event(row, run)])
+            Timeline.insert_events(conn, claim.events)
+            return claim
+
+        return await self.db.write(write)
 
     async def ensure_session(self, job: Job) -> str:
         """The job's thread; a new one if the person deleted it, so a run always has somewhere to write."""
@@ -241,7 +274,7 @@ class RunLedger:
         ).fetchall()
         active = None
         for row in rows:
-            if owners.is_stale(row["owner"], from_iso(row["created_at"]), now):
+            if owners.is_stale(row["owner"], from_iso(row["created_at"]), now, row["id"]):
                 conn.execute(
                     "UPDATE schedule_runs SET status = 'failed', finished_at = ?, owner = NULL, "
                     "error = 'Shoal stopped before this run finished.' WHERE id = ?",
@@ -264,18 +297,33 @@ class RunLedger:
         *,
         count: int = 1,
         summary: str = "",
+        error: str | None = None,
         final: bool = False,
     ) -> Run:
         run_id = new_id()
         conn.execute(
             "INSERT INTO schedule_runs (id, job_id, session_id, scheduled_for, started_at, finished_at, status, "
-            "trigger, count, summary, owner, created_at) VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)",
+            "trigger, count, summary, error, owner, created_at) VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, job["id"], job["session_id"], to_iso(scheduled_for) if scheduled_for else None,
-             to_iso(now) if final else None, status, trigger, count, summary, owner, now_iso()),
+             to_iso(now) if final else None, status, trigger, count, summary, error, owner, now_iso()),
         )  # fmt: skip
+        if owner is not None:  # held before the transaction commits: no other claim can see it unheld
+            owners.hold(owner, run_id)
+        if final:
+            _prune(conn, str(job["id"]))
         return Run.from_row(conn.execute(_RUN_SELECT + "WHERE r.id = ?", (run_id,)).fetchone())
 
     def _event(self, job: sqlite3.Row, run: Run) -> Event:
         payload = {"trigger": run.trigger, "scheduled_for": run.scheduled_for, "count": run.count,
-                   "summary": run.summary}  # fmt: skip
+                   "summary": run.summary, "error": run.error}  # fmt: skip
         return schedule_event(dict(job), run.id, run.status, payload)
+
+
+def _prune(conn: sqlite3.Connection, job_id: str) -> None:
+    """Keep the newest `KEEP_RUNS` ended runs of a job: an every-minute job would otherwise add half a million
+    rows a year. Active runs are never pruned; the timeline keeps every run's `schedule.run` event."""
+    conn.execute(
+        "DELETE FROM schedule_runs WHERE job_id = ? AND status NOT IN ('queued', 'running') AND rowid <= "
+        "(SELECT rowid FROM schedule_runs WHERE job_id = ? ORDER BY rowid DESC LIMIT 1 OFFSET ?)",
+        (job_id, job_id, KEEP_RUNS),
+    )

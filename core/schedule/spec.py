@@ -18,6 +18,7 @@ Errors say which field is wrong and what would be right, because "invalid cron e
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal, cast
@@ -29,6 +30,7 @@ KINDS: tuple[Kind, ...] = ("cron", "interval", "once")
 MIN_INTERVAL = timedelta(minutes=1)
 MAX_INTERVAL = timedelta(days=366)
 _SEARCH_LIMIT = 2000  # candidate times looked at before a cron expression is taken to never fire
+MISSED_CAP = 10_000  # missed times counted at most; more is reported as "10,000+"
 
 CRON_FIELDS = (
     ("minute", "0-59"),
@@ -55,6 +57,7 @@ _UNITS = {
 }
 _INTERVAL_PART = re.compile(r"(\d+)\s*([a-z]+)")
 _CLOCK_TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
+_HAS_TIME = re.compile(r"\d[T ]\s*\d", re.IGNORECASE)  # a date then a time, as fromisoformat reads them
 
 
 class ScheduleExpressionError(UserError):
@@ -101,20 +104,21 @@ class Spec:
             return anchor + self.step * ((moment - anchor) // self.step)
         return self._cron_prev(moment, zone)
 
-    def count_between(self, first: datetime, moment: datetime, zone: tzinfo, *, cap: int = 10_000) -> int:
-        """How many times from `first` (itself a scheduled time) up to and including `moment`, at most `cap`."""
+    def count_between(self, first: datetime, moment: datetime, zone: tzinfo, *, cap: int = MISSED_CAP) -> int:
+        """How many times from `first` (itself a scheduled time) up to and including `moment`, at most `cap`
+        (callers say "10,000+" then). A cron schedule is walked with one iterator: building one per time made
+        counting a long absence of an every-minute job take seconds."""
         if first > moment:
             return 0
         if self.kind == "once":
             return 1
         if self.kind == "interval":
             return min(cap, (moment - first) // self.step + 1)
-        count, current = 1, first
-        while count < cap:
-            nxt = self._cron_next(current, zone)
-            if nxt > moment:
+        count = 1
+        for nxt in self._cron_walk(first, zone):
+            if nxt > moment or count >= cap:
                 break
-            count, current = count + 1, nxt
+            count += 1
         return count
 
     def upcoming(
@@ -143,17 +147,27 @@ class Spec:
         return croniter(CRON_MACROS.get(self.expr, self.expr), start)
 
     def _cron_next(self, after: datetime, zone: tzinfo) -> datetime:
+        for moment in self._cron_walk(after, zone):
+            return moment
+        raise _never(self.expr)
+
+    def _cron_walk(self, after: datetime, zone: tzinfo) -> Iterator[datetime]:
+        """The times strictly after `after`, in order, from one croniter. A time in an hour that repeats can map
+        to one already given (or to before `after`): it is skipped. Ends when the expression never fires."""
         from croniter import CroniterBadDateError
 
         it = self._cron(after.astimezone(zone).replace(tzinfo=None))
+        last, stuck = after, 0
         try:
-            for _ in range(_SEARCH_LIMIT):
+            while stuck < _SEARCH_LIMIT:
                 moment = wall_clock(it.get_next(datetime), zone)
-                if moment > after:  # a time in an hour that repeats can map to before `after`: skip it
-                    return moment
+                if moment > last:
+                    last, stuck = moment, 0
+                    yield moment
+                else:
+                    stuck += 1
         except CroniterBadDateError:
-            pass
-        raise _never(self.expr)
+            return
 
     def _cron_prev(self, moment: datetime, zone: tzinfo) -> datetime | None:
         from croniter import CroniterBadDateError
@@ -344,6 +358,12 @@ def parse_once(text: str, *, zone: tzinfo, now: datetime) -> Spec:
                     hour=hour, minute=minute, second=0, microsecond=0, tzinfo=None), zone)  # fmt: skip
         else:
             parsed = datetime.fromisoformat(raw)
+            if not _HAS_TIME.search(raw):  # fromisoformat takes a bare date as midnight: nobody means that
+                raise ScheduleExpressionError(
+                    f"{text!r} is a date without a time.",
+                    f'Add the local time, e.g. "{parsed:%Y-%m-%d} 09:00".',
+                    kind="once",
+                )
             moment = parsed if parsed.tzinfo is not None else wall_clock(parsed, zone)
     except ValueError:
         raise ScheduleExpressionError(

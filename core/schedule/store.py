@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from core.errors import UserError
-from core.schedule.clock import to_iso
+from core.schedule.clock import from_iso, to_iso
 from core.schedule.ledger import RunLedger
 from core.schedule.models import Job, JobNotFoundError
 from core.schedule.spec import Spec, parse_spec
@@ -123,7 +124,9 @@ class ScheduleStore(RunLedger):
         if (cron, every, at) != (None, None, None):
             spec = self.parse(cron=cron, every=every, at=at)
             changes.update(kind=spec.kind, expr=spec.expr)
-            done = job.kind == "once" and not job.enabled and job.last_status is not None
+            # A one-off switches itself off when its time is claimed, before its run starts (or ends): any trace
+            # of a run, even one still queued or going, means it is done rather than switched off by hand.
+            done = job.kind == "once" and not job.enabled and (job.last_status or job.last_run or await self._ran(job))
             if job.enabled or done:  # a one-off that already ran, given a new time, is armed again
                 nxt = spec.next_after(self.now(), self.zone())
                 changes.update(next_run=to_iso(nxt) if nxt else None, enabled=int(nxt is not None))
@@ -170,29 +173,40 @@ class ScheduleStore(RunLedger):
         return job
 
     async def get(self, ref: str) -> Job:
-        """By id, a unique id prefix (4+ characters), the name, or a unique start of the name (any case)."""
+        """By id, the name (any case), a unique id prefix (4+ characters), or a unique start of the name. A name
+        is looked at before id prefixes (`remove feed` must not delete a job whose id starts with "feed"), and
+        when a name and another job's id prefix both match, nothing is guessed."""
         ref = ref.strip()
         if not ref:
             raise JobNotFoundError("Which job? No id was given.", "`shoal schedule list` shows the ids.")
 
-        def query(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+        def query(conn: sqlite3.Connection) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
             exact = conn.execute("SELECT * FROM schedule_jobs WHERE id = ?", (ref,)).fetchall()
             if exact:
-                return exact
-            if len(ref) >= 4:
-                found = conn.execute(
+                return exact, []
+            named = conn.execute("SELECT * FROM schedule_jobs WHERE lower(name) = lower(?) LIMIT 5", (ref,)).fetchall()
+            prefixed = (
+                conn.execute(
                     "SELECT * FROM schedule_jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 5", (f"{_like(ref.lower())}%",)
                 ).fetchall()
-                if found:
-                    return found
-            named = conn.execute("SELECT * FROM schedule_jobs WHERE lower(name) = lower(?) LIMIT 5", (ref,)).fetchall()
-            if named:
-                return named
+                if len(ref) >= 4
+                else []
+            )
+            if named or prefixed:
+                return named, prefixed
             return conn.execute(  # the start of a name, if only one job's name starts so
                 "SELECT * FROM schedule_jobs WHERE lower(name) LIKE ? ESCAPE '\\' LIMIT 5", (f"{_like(ref.lower())}%",)
-            ).fetchall()
+            ).fetchall(), []
 
-        rows = await self.db.read(query)
+        rows, by_id = await self.db.read(query)
+        others = [r for r in by_id if r["id"] not in {n["id"] for n in rows}]
+        if rows and others:
+            both = ", ".join(f"{r['id'][:8]} {r['name']!r}" for r in [*rows[:1], *others[:2]])
+            raise JobNotFoundError(
+                f"{ref!r} is the name of one job and the start of another's id ({both}).",
+                "Give the full id (`shoal schedule list --json` shows it) or more of the id.",
+            )
+        rows = rows or by_id
         if len(rows) == 1:
             return Job.from_row(rows[0])
         if not rows:
@@ -206,6 +220,67 @@ class ScheduleStore(RunLedger):
     async def list_jobs(self) -> list[Job]:
         def query(conn: sqlite3.Connection) -> list[Job]:
             return [Job.from_row(r) for r in conn.execute("SELECT * FROM schedule_jobs ORDER BY rowid")]
+
+        return await self.db.read(query)
+
+    async def existing(self, job_ids: list[str]) -> set[str]:
+        """Which of these jobs still exist (the runner cancels a run whose job another process deleted)."""
+
+        def query(conn: sqlite3.Connection) -> set[str]:
+            marks = ",".join("?" * len(job_ids))
+            return {r[0] for r in conn.execute(f"SELECT id FROM schedule_jobs WHERE id IN ({marks})", job_ids)}
+
+        return await self.db.read(query) if job_ids else set()
+
+    async def realign(self) -> list[Job]:
+        """After the time zone changed (or at start, in case it changed while Shoal was closed): the next run of
+        each enabled cron job, recomputed in the current zone where it differs. A future one becomes the first
+        time after now; a past one (due, about to be handled by the missed-run rule) becomes the schedule's first
+        time in the new zone from (about) the old one on, so its missed times are counted in the new zone too.
+        Where the zone did not change, nothing differs and nothing is written. Compare-and-swap on `next_run`:
+        a claim or an edit meanwhile wins. Intervals are elapsed time and one-offs a fixed instant (stored with
+        their offset): the zone does not move them."""
+        now, zone = self.now(), self.zone()
+
+        def query(conn: sqlite3.Connection) -> list[Job]:
+            sql = "SELECT * FROM schedule_jobs WHERE enabled = 1 AND kind = 'cron' AND next_run IS NOT NULL"
+            return [Job.from_row(r) for r in conn.execute(sql)]
+
+        moves: list[tuple[str, str, str]] = []
+        for job in await self.db.read(query):
+            try:
+                old = from_iso(job.next_run or "")
+                if old > now:
+                    nxt = job.spec.next_after(now, zone)
+                elif job.spec.last_at_or_before(old, zone) == old:
+                    continue  # a time of this schedule in this zone: nothing to move
+                else:
+                    nxt = job.spec.next_after(old - timedelta(seconds=1), zone)
+            except Exception:  # a damaged row: the runner reports it when the job is due
+                continue
+            if nxt is not None and nxt != old:
+                moves.append((to_iso(nxt), job.id, job.next_run or ""))
+        if not moves:
+            return []
+
+        def write(conn: sqlite3.Connection) -> list[Job]:
+            moved = []
+            for next_run, job_id, before in moves:
+                cursor = conn.execute(
+                    "UPDATE schedule_jobs SET next_run = ?, updated_at = ? WHERE id = ? AND enabled = 1 "
+                    "AND next_run = ?",
+                    (next_run, now_iso(), job_id, before),
+                )
+                if cursor.rowcount:
+                    moved.append(self._job(conn, job_id))
+            return moved
+
+        return await self.db.write(write)
+
+    async def _ran(self, job: Job) -> bool:
+        def query(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT 1 FROM schedule_runs WHERE job_id = ? LIMIT 1", (job.id,)).fetchone()
+            return row is not None
 
         return await self.db.read(query)
 

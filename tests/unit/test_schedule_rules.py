@@ -76,3 +76,21 @@ def test_the_on_time_grace_is_small() -> None:
     assert timedelta(minutes=2) >= ON_TIME
     late = decide(DAILY, DUE, DUE + ON_TIME + timedelta(seconds=1), catch_up="once", window=DAY, zone=UTC)
     assert late.trigger == "catch_up"
+
+
+def test_two_times_within_the_grace_run_the_newest_and_record_the_other() -> None:
+    """A job every minute, looked at 90 s after its due time: 08:01 also passed; it was dropped silently."""
+    minutely = Spec("cron", "* * * * *")
+    decision = decide(minutely, DUE, DUE + timedelta(seconds=90), catch_up="skip", window=DAY, zone=UTC)
+    assert decision.run_for == DUE + timedelta(minutes=1) and decision.trigger == "schedule"
+    assert (decision.missed_count, decision.missed_first, decision.missed_last) == (1, DUE, DUE)
+    assert "1 run missed" in decision.reason and decision.next_run == DUE + timedelta(minutes=2)
+
+
+def test_a_very_long_absence_is_counted_up_to_a_cap_and_said_so() -> None:
+    minutely = Spec("cron", "* * * * *")
+    now = DUE + 30 * DAY
+    skipped = decide(minutely, DUE, now, catch_up="skip", window=DAY, zone=UTC)
+    assert skipped.missed_count == 10_000 and skipped.reason.startswith("10,000+ runs missed")
+    caught = decide(minutely, DUE, now + timedelta(seconds=30), catch_up="once", window=DAY, zone=UTC)
+    assert caught.run_for == now and caught.reason.startswith("10,000+ runs missed")

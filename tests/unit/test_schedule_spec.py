@@ -197,3 +197,29 @@ def test_the_local_zone_is_a_real_zone_with_dst_rules(monkeypatch: pytest.Monkey
     assert isinstance(zone, ZoneInfo) and zone.key == "Europe/Berlin"
     monkeypatch.setenv("TZ", "Not/A_Zone")
     assert local_zone().utcoffset(datetime(2026, 1, 1)) is not None  # falls back to the system's zone
+
+
+def test_a_date_without_a_time_is_refused_rather_than_taken_as_midnight() -> None:
+    with pytest.raises(ScheduleExpressionError, match="date without a time") as bare:
+        parse_spec(at="2027-12-01", zone=BERLIN, now=NOW)
+    assert '"2027-12-01 09:00"' in bare.value.fix
+    assert parse_spec(at="2027-12-01 00:00", zone=BERLIN, now=NOW).at() == datetime(2027, 12, 1, tzinfo=BERLIN)
+    assert parse_spec(at="2027-12-01T09", zone=BERLIN, now=NOW).at() == datetime(2027, 12, 1, 9, tzinfo=BERLIN)
+
+
+def test_counting_missed_cron_times_walks_one_iterator_up_to_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counting a month of an every-minute job built a croniter per time (seconds on the event loop)."""
+    built: list[datetime] = []
+    make = Spec._cron
+    monkeypatch.setattr(Spec, "_cron", lambda self, start: built.append(start) or make(self, start))
+    minutely = Spec("cron", "* * * * *")
+    assert minutely.count_between(NOW, NOW + timedelta(days=30), BERLIN) == 10_000
+    assert len(built) == 1
+    # the walk keeps the DST rules of `next_after`: the same times as asking one by one, never one twice
+    half_hourly = Spec("cron", "*/30 * * * *")
+    start, end = datetime(2026, 10, 24, 20, 0, tzinfo=UTC), datetime(2026, 10, 25, 6, 0, tzinfo=UTC)
+    one_by_one = [t for t in half_hourly.upcoming(start, BERLIN, 40) if t <= end]
+    assert half_hourly.count_between(start, end, BERLIN) == len(one_by_one) + 1  # `start` counts itself
+    gap = Spec("cron", "*/15 2 * * *")  # every quarter of 02:xx, on the night 02:xx does not exist
+    spring = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
+    assert local(gap.upcoming(spring, BERLIN, 2)) == ["Sun 2026-03-29 03:00 CEST", "Mon 2026-03-30 02:00 CEST"]
