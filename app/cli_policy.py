@@ -45,8 +45,9 @@ def policy() -> None:
     """Labels, rules, token quotas and rate limits (docs/policy.md)."""
 
 
-def _tool_risk(name: str) -> str:
-    """A known tool's risk in the policy's words (built-in and group tools); unknown tools count as high."""
+def _tool_risk(name: str) -> str | None:
+    """A known tool's risk in the policy's words (built-in and group tools); None for a tool not known here
+    (an MCP server's: its risk is only known once the server says, e.g. `readOnlyHint` makes it low)."""
     from core.group.runtime import AskPeerTool, DelegateTool
     from core.group.shared_memory import ShareMemoryTool
     from core.tools.builtin import builtin_tools
@@ -55,7 +56,7 @@ def _tool_risk(name: str) -> str:
 
     specs = [t.spec for t in builtin_tools()]
     specs += [t.spec for t in (RememberTool, RecallTool, ForgetTool, DelegateTool, AskPeerTool, ShareMemoryTool)]
-    return next((RISK_NAMES[s.risk] for s in specs if s.name == name), "high")
+    return next((RISK_NAMES[s.risk] for s in specs if s.name == name), None)
 
 
 def _default_target(action: str, loaded: LoadedSettings) -> str:
@@ -81,8 +82,16 @@ def check(obj: Context, action: str, target: str | None, requester: str, label: 
     loaded, engine = _load(obj)
     target = target or _default_target(action, loaded)
     who = Requester.parse(requester)
+    note = ""
     if action == "tool" and risk is None:
         risk = _tool_risk(target)
+        if risk is None:
+            risk = "high"
+            note = (
+                f"{target!r} is not a built-in tool, so it was checked as high risk. An MCP tool's risk comes from "
+                "its server (readOnlyHint: low; not destructive and idempotent: medium; else high): pass --risk "
+                "low|medium|high to check that."
+            )
     request = PolicyRequest(action, target, who, parse_label(label or engine.default_label), risk=risk)  # type: ignore[arg-type]
     decision = engine.decide(request)
     limits = _limits_for(engine, request)
@@ -92,6 +101,8 @@ def check(obj: Context, action: str, target: str | None, requester: str, label: 
         considered = decision.considered
         data["considered"] = [{"rule": ref.name, "origin": ref.origin, "why_not": why} for ref, why in considered]
         data["limits"] = limits
+        if note:
+            data["note"] = note
         click.echo(json.dumps(data))
         return
     out.print(f"policy file: {engine.file or '(none: built-in rules only)'}", style="dim", markup=False)
@@ -102,6 +113,8 @@ def check(obj: Context, action: str, target: str | None, requester: str, label: 
         out.print(line, markup=False)
     for limit in limits:
         out.print(f"  also limited by {limit}", markup=False)
+    if note:
+        out.print(f"note: {note}", style="yellow", markup=False)
 
 
 def _limits_for(engine: PolicyEngine, request: PolicyRequest) -> list[str]:

@@ -3,7 +3,8 @@
 Any OpenAI client can talk to the agent (tools, memory, policy and all), not to a bare model. Each request
 without `X-Shoal-Session` starts a session seeded with the conversation the client sent (OpenAI clients
 resend the whole history each time); their system messages join the agent's own system prompt for the
-turn (they are the client's instructions, not the agent's identity). The session id
+turn (they are the client's instructions, not the agent's identity). The policy's classify rules label the
+seeded history and the instructions like any message (docs/policy.md). The session id
 comes back in `X-Shoal-Session`: send it again to continue that session, and then only the last user
 message is used. Everything lands in the timeline like any other turn.
 """
@@ -96,7 +97,8 @@ async def _seeded_session(state: ServeState, body: s.ChatCompletionRequest) -> s
     core = state.core
     for message in body.messages[:-1]:
         if message.role in ("user", "assistant") and message.text():
-            await core.sessions.append(info.id, ChatMessage(message.role, message.text()))
+            label = core.policy.engine.stored_label(message.text())  # the classifier's: the client gave none
+            await core.sessions.append(info.id, ChatMessage(message.role, message.text()), label and label.value)
     return info.id
 
 

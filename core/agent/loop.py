@@ -20,7 +20,7 @@ from core import events as ev
 from core.agent.collect import CallCollector
 from core.agent.context import estimate_tokens, fit_history
 from core.agent.policy_steps import PolicySteps, who_payload
-from core.errors import ToolError, UserError, classify
+from core.errors import ToolError, classify
 from core.policy.gate import PolicyGate
 from core.policy.labels import Label
 from core.policy.request import LOCAL, Requester
@@ -53,7 +53,9 @@ class TurnState:
     memories: str = ""  # recalled memories, appended to the system prompt for this turn
     requester: Requester = LOCAL  # who asked (a person here, or a peer for a task): what the policy decides on
     label: Label | None = None  # label of what the latest model call was sent (None without a policy)
-    memory_labels: list[Label] = field(default_factory=list)  # labels of the recalled memories kept
+    stored_label: Label | None = None  # the same as stored with what it makes (None: only the default, no policy)
+    memory_labels: list[Label | None] = field(default_factory=list)  # labels of the recalled memories kept
+    reservation: Any = None  # quota tokens booked for the model call under way (core.policy.quotas.Reservation)
     instructions: str = ""  # a client's own system message (shoal serve's /v1), appended to the system prompt
 
 
@@ -103,17 +105,17 @@ class Agent(PolicySteps):
         instructions: str = "",
         label: Label | str | None = None,
         requester: Requester | str | None = None,
+        admitted: bool = False,
     ) -> AsyncIterator[ev.AgentEvent]:
         """Stream the events of one turn. Cancel the consuming task to stop it; the stop is recorded.
         With `regenerate`, the session's last question is answered again (the old answer is dropped).
         A task from a peer passes `parent` (the span that received it), its `correlation_id` and `depth`, so
         the turn continues the requester's trace instead of starting one, and `requester` (the peer).
-        `label`: the message's sensitivity label as the person set it (else the classifier rules decide)."""
-        if regenerate:
-            user_text = await self.sessions.rewind_to_last_question(session_id)
-        if not user_text.strip():
-            raise UserError("The message is empty.", "Type something to ask.")
-        who, stored = self._asker(user_text, label, requester, remote=parent is not None)
+        `label`: the message's sensitivity label as the person set it (else the classifier rules decide).
+        `admitted`: the peer's rate limit was already applied (core/group/runtime.py)."""
+        remote = parent is not None
+        user_text, who, stored = await self._question(session_id, user_text, label, requester, remote=remote,
+                                                      regenerate=regenerate)  # fmt: skip
         root = parent.child() if parent else TraceContext.new_root()
         state = TurnState(session_id, root, correlation_id=correlation_id or new_id(), depth=depth, requester=who)
         state.instructions = instructions
@@ -127,9 +129,10 @@ class Agent(PolicySteps):
         )
         yield ev.TurnStarted(session_id, root.trace_id, state.correlation_id, started.id)
         try:
-            await self._admit(state)
+            if not admitted:
+                await self._admit(state)
             if self.recall is not None:
-                recalled = await self._recalled(state, user_text, remote=parent is not None)
+                recalled = await self._recalled(state, user_text, remote=remote)
                 if recalled is not None:
                     yield recalled
             async for event in self._iterate(state):
@@ -146,20 +149,6 @@ class Agent(PolicySteps):
                 state, "error", parent.child(), status="error", name=type(error).__name__, payload=error.to_dict()
             )
             yield ev.TurnFailed(session_id, root.trace_id, error.to_dict(), failed.id)
-
-    async def _recalled(self, state: TurnState, question: str, *, remote: bool) -> ev.MemoryRecalled | None:
-        """Put relevant memories into this turn's context and record which ones (they are cited by number)."""
-        assert self.recall is not None
-        recalled = await self.recall(question, remote)
-        if recalled is not None:
-            recalled = await self._screen(state, recalled)
-        if recalled is None:
-            return None
-        state.memories = recalled.block
-        items = recalled.items()
-        event = await self._record(state, "memory.recall", state.root.child(), name=f"{len(items)} memories",
-                                   payload={"items": items})  # fmt: skip
-        return ev.MemoryRecalled(items, event.id)
 
     async def _iterate(self, state: TurnState) -> AsyncIterator[ev.AgentEvent]:
         tools = self.executor.registry.specs()
@@ -215,7 +204,8 @@ class Agent(PolicySteps):
         messages, dropped = fit_history(
             system, history, self.provider.context_window, self.options.max_tokens, tool_tokens
         )
-        routine = await self._check_model(state, [label for _message, label in labelled[dropped:]])
+        estimate = sum(estimate_tokens(m) for m in messages) + tool_tokens
+        routine = await self._check_model(state, labelled[dropped:], estimate)
         span = state.root.child()
         request = await self._record(
             state,
@@ -253,10 +243,9 @@ class Agent(PolicySteps):
             raise
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+            await asyncio.shield(self._settle(state, collector))
         response = await self._record_response(state, span, collector, status="ok")
         usage = collector.usage
-        if self.policy is not None and usage is not None:
-            await self.policy.record_usage(state.requester, usage.input_tokens + usage.output_tokens)
         yield ev.LlmCallFinished(
             state.iterations,
             self.provider.model_id,
@@ -279,6 +268,7 @@ class Agent(PolicySteps):
         # A call that did not finish cleanly keeps its text but not its (possibly half-written) tool calls.
         message = ChatMessage("assistant", collector.text, tool_calls=calls if status == "ok" else [])
         keep = status == "ok" or bool(collector.text)
+        label = state.stored_label.value if state.stored_label else None
         span = request_span.child()
         event = await self._record(
             state,
@@ -297,7 +287,7 @@ class Agent(PolicySteps):
                 "tokens_estimated": usage.estimated if usage else True,
                 "first_token_ms": collector.first_token_ms,
             },
-            also=_message_writer(state.session_id, message, state.label and state.label.value) if keep else None,
+            also=_message_writer(state.session_id, message, label) if keep else None,
         )
         state.response_span = span
         return event
@@ -348,18 +338,7 @@ class Agent(PolicySteps):
             if decision == ApprovalDecision.DENY.value:
                 run = self.executor.denied(prepared)
         if run is None:
-            ctx = ToolContext(
-                self.tool_context.workspace,
-                state.session_id,
-                self.tool_context.settings,
-                trace=span,
-                correlation_id=state.correlation_id,
-                depth=state.depth,
-                label=state.label.value if state.label else "",
-                requester=state.requester,
-                policy=self.policy,
-            )
-            run = await self.executor.run(prepared, ctx)
+            run = await self.executor.run(prepared, self._tool_ctx(state, span))
         async for event in self._tool_result(state, call, span, run, prepared):
             yield event
 

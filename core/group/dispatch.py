@@ -48,6 +48,7 @@ class TaskResult:
     usage: dict[str, Any] = field(default_factory=dict)
     elapsedms: int | None = None
     event_id: str = ""
+    label: str = ""  # the answer's sensitivity label as the taker gave it ("" when it gave none)
 
     @property
     def ok(self) -> bool:
@@ -64,6 +65,7 @@ class TaskHandle:
         self.skill = skill
         self.recipient = recipient
         self.accepted_by: dict[str, Any] | None = None
+        self.label = ""  # the label the task was sent with
         self.request_id = ""
         self.trace: TraceContext | None = None
         self._queue: asyncio.Queue[TaskProgress | TaskResult] = asyncio.Queue()
@@ -167,6 +169,7 @@ class Dispatcher:
             **({"label": label} if label else {}),
         }
         handle = TaskHandle(taskid, correlationid, due, skill, recipient)
+        handle.label = label
         self.handles[taskid] = handle
         if session_id:
             node.session_for_task[taskid] = session_id
@@ -269,6 +272,7 @@ class Dispatcher:
                 "error": result.error,
                 "agent": result.agent,
                 "usage": result.usage,
+                **({"label": result.label} if result.label else {}),
             },
             ensure_ascii=False,
         )
@@ -325,6 +329,7 @@ def _task_result(incoming: Incoming, event: Event) -> TaskResult:
         _dict(data.get("usage")),
         _int(data.get("elapsedms")),
         event.id,
+        _label(data.get("label")),
     )
 
 
@@ -333,6 +338,14 @@ def _agent(data: dict[str, Any], incoming: Incoming) -> dict[str, Any]:
     agent = data.get("agent")
     name = str(agent.get("name", "")) if isinstance(agent, dict) else ""
     return {"agentid": incoming.envelope.agentid, "name": name[:100]}
+
+
+def _label(value: Any) -> str:
+    """A label from a peer's payload, if it is one we know ("" otherwise: unlabelled)."""
+    from core.policy.labels import lenient_label
+
+    found = lenient_label(value)
+    return found.value if found else ""
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -6,7 +6,8 @@ decision on both machines.
 
 The policy (core/policy/) is asked before anything leaves: a task for a peer (action `peer`, target the agent's
 name or `skill:<skill>`) and a memory item for the zone (action `zone`), each at its label; a task taken from
-a peer runs as that peer's request (`peer:<name>`), at the label the request carries.
+a peer runs as that peer's request (`peer:<name>`), at the label the request carries, and its result carries
+the label of the answer; the answer to a task sent is labelled at least as the task was.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from core.group.node import GroupNode
 from core.group.roster import Member
 from core.group.shared_memory import SharedMemory, ShareMemoryTool, lenient
 from core.group.worker import SkillCall, Worker, echo_runner
+from core.policy.labels import lenient_label
 from core.policy.request import LOCAL, PolicyRequest, Requester
 from core.policy.service import peer_requester
 from core.settings import GroupSettings
@@ -120,9 +122,14 @@ class GroupRuntime:
         return carried.value
 
     async def _agent_runner(self, call: SkillCall) -> AsyncIterator[str]:
-        """Answer a task with a turn of the local agent, streaming its text, as the requesting peer's request."""
+        """Answer a task with a turn of the local agent, streaming its text, as the requesting peer's request.
+        The peer's rate limit applies before anything is made for it; the answer carries the turn's label."""
         member = self.node.roster.get(call.sender) if call.sender else None
         name = member.name if member else str(call.requester.get("name") or "")
+        who = peer_requester(call.sender or str(call.requester.get("agentid") or ""), name[:100])
+        await self.core.policy.admit(
+            who, trace=call.parent, correlation_id=call.correlationid, audit=self.node.publish_steps
+        )
         requester = str(call.requester.get("name") or call.requester.get("agentid", "a peer"))[:40]
         session = await self.core.new_session(f"Task from {requester}: {call.input[:60]}")
         call.session_id = session.id
@@ -133,17 +140,28 @@ class GroupRuntime:
             correlation_id=call.correlationid,
             depth=call.depth + 1,
             label=lenient(call.label),
-            requester=peer_requester(call.sender or str(call.requester.get("agentid") or ""), name[:100]),
+            requester=who,
+            admitted=True,
         )
+        failure: ToolError | None = None
         async for event in turn:
             if isinstance(event, ev.AssistantDelta):
                 yield event.text
             elif isinstance(event, ev.TurnFinished):
                 call.usage = {"inputtokens": event.input_tokens, "outputtokens": event.output_tokens}
                 if event.status == "cancelled":
-                    raise ToolError("The task's turn was cancelled.", "")
+                    failure = ToolError("The task's turn was cancelled.", "")
             elif isinstance(event, ev.TurnFailed):
-                raise ToolError(str(event.error.get("message", "the turn failed")), str(event.error.get("fix", "")))
+                failure = ToolError(str(event.error.get("message", "the turn failed")), str(event.error.get("fix", "")))
+        call.result_label = await self._answer_label(session.id)
+        if failure is not None:
+            raise failure
+
+    async def _answer_label(self, session_id: str) -> str:
+        """The label the turn stored with its last answer ("" when unlabelled: only the default, or no policy)."""
+        labelled = await self.core.sessions.labelled_messages(session_id)
+        answers = [label for message, label in labelled if message.role == "assistant"]
+        return (answers[-1] or "") if answers else ""
 
 
 def _model_id(core: AgentCore) -> str:
@@ -177,6 +195,10 @@ class _PeerTool(Tool):
         result = await handle.result()
         who = result.agent.get("name") or result.agent.get("agentid", "")
         data = {"taskid": handle.taskid, "status": result.status, "agent": result.agent, "usage": result.usage}
+        # the answer is at least as sensitive as the task it answers, and as what the peer says it is
+        found = [label for label in (lenient_label(result.label), lenient_label(handle.label)) if label]
+        if found:
+            data["label"] = max(found, key=lambda label: label.rank).value
         if not result.ok:
             raise ToolError(
                 f"The group task failed ({result.status}): {result.error.get('message', '')}",

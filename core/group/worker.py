@@ -49,6 +49,7 @@ class SkillCall:
     session_id: str = ""
     sender: str = ""  # the verified agent id that sent the request (the payload's requester is only a claim)
     label: str = ""  # the request's sensitivity label ("" when it carries none)
+    result_label: str = ""  # the answer's label, set by the runner ("" when unlabelled)
 
 
 SkillRunner = Callable[[SkillCall], AsyncIterator[str]]  # yields answer text as it is produced
@@ -143,7 +144,7 @@ class Worker:
         opening = _Opening([accepted], row)
         timer = asyncio.create_task(self._open_later(opening), name=f"shoal-accept-{taskid}")
         try:
-            result = await self._run(envelope, received.trace, call, started, opening)
+            result = _labelled(await self._run(envelope, received.trace, call, started, opening), call)
             await self._send_result(envelope, received.trace, taskid, result, opening)
         finally:
             timer.cancel()
@@ -329,6 +330,11 @@ def _failure(status: str, message: str, started: float, output: str = "") -> dic
         "elapsedms": _ms(started),
         "error": {"code": status, "message": message},
     }
+
+
+def _labelled(result: dict[str, Any], call: SkillCall) -> dict[str, Any]:
+    """The result with the answer's label (docs/protocol.md), when the runner gave one."""
+    return {**result, "label": call.result_label} if call.result_label else result
 
 
 def _ms(started: float) -> int:

@@ -253,7 +253,7 @@ class PolicyEngine:
             for limit, ref in self.rate_limits:
                 if (
                     limit.scope == "tool"
-                    and matches(limit.target, (request.target,))
+                    and matches(limit.target, (request.target,), fold=True)
                     and matches(limit.requester, request.requester.names())
                 ):
                     found.append(f"rate limit {limit.name!r} ({ref.origin}): {limit.per_second * 60:g}/min, "
@@ -266,11 +266,14 @@ class PolicyEngine:
         names = requester.names() if scope == "peer" else (target,)
         for item in self._limits:
             spec = item.spec
-            if spec.scope != scope or not matches(spec.target, names):
+            if spec.scope != scope or not matches(spec.target, names, fold=scope == "tool"):
                 continue
             if scope == "tool" and not matches(spec.requester, requester.names()):
                 continue
-            wait = item.limiter.acquire(f"{target}|{requester.key}")
+            # a peer is counted under its agent id alone: a name is the peer's own choice, and a new one must
+            # not bring a full bucket
+            key = requester.key if scope == "peer" else f"{target.lower()}|{requester.key}"
+            wait = item.limiter.acquire(key)
             if wait > 0:
                 request = PolicyRequest("tool" if scope == "tool" else "peer", target, requester)
                 every = f"{spec.per_minute:g} per minute" if spec.per_minute else f"{spec.per_second:g} per second"
@@ -287,21 +290,22 @@ class PolicyEngine:
 _ABOVE = "above"
 
 
-def matches(globs: Iterable[str], names: Iterable[str]) -> bool:
-    names = tuple(names)
+def matches(globs: Iterable[str], names: Iterable[str], *, fold: bool = False) -> bool:
+    """Whether any glob matches any name; `fold`: ignoring case (tool names: `Web_Fetch` is `web_fetch`)."""
+    names = tuple(n.lower() for n in names) if fold else tuple(names)
     for glob in globs:
         if glob == "@local" and any(is_local_target(n) for n in names):
             return True
         if glob == "@remote" and names and not is_local_target(names[0]):
             return True
-        if any(fnmatchcase(n, glob) for n in names):
+        if any(fnmatchcase(n, glob.lower() if fold else glob) for n in names):
             return True
     return False
 
 
 def _mismatch(rule: Rule, request: PolicyRequest) -> str | None:
     """Why `rule` does not apply to `request` (None: it applies)."""
-    if not matches(rule.target, (request.target, *request.aliases)):
+    if not matches(rule.target, (request.target, *request.aliases), fold=request.action == "tool"):
         return f"target {request.target} does not match {', '.join(rule.target)}"
     if not matches(rule.requester, request.requester.names()):
         return f"requester {request.requester} does not match {', '.join(rule.requester)}"

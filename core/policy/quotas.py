@@ -1,9 +1,11 @@
 """Token quotas: tokens spent per quota, per target, per period, kept in SQLite (table `policy_usage`, m008).
 
 A quota is an account, not a burst guard: usage survives restarts, and a period rolls over at local midnight
-(`day`) or on the 1st of the month at 00:00 (`month`), by the injectable clock. `check` runs before a model
-call and refuses once the period's tokens are spent (the call's size is not known in advance, so the call that
-crosses the line is allowed and counted); `record` adds each call's input + output tokens afterwards.
+(`day`) or on the 1st of the month at 00:00 (`month`), by the injectable clock. Before a model call, `reserve`
+checks and books the call's estimated input tokens in one write transaction, so turns running at the same time
+cannot all pass on the same remaining allowance; it refuses once the period's tokens are spent (the call that
+crosses the line is allowed and counted). `settle` replaces the estimate with what the call really used, or
+keeps it when the call failed or was stopped before reporting its usage.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ def period_of(quota: Quota, now: datetime) -> tuple[str, datetime]:
         return f"day:{start.isoformat()}", reset
     first = date(now.year + (now.month == 12), now.month % 12 + 1, 1)
     return f"month:{now.year:04d}-{now.month:02d}", datetime.combine(first, time(0), tzinfo=now.tzinfo)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Tokens booked ahead of a model call: the rows they were added to, and how many."""
+
+    rows: tuple[tuple[str, str, str], ...]  # (quota, target, period)
+    tokens: int
 
 
 @dataclass(frozen=True)
@@ -80,14 +90,53 @@ class QuotaBook:
 
         for (quota, ref, _period, reset), used in zip(periods, await self.db.read(read), strict=True):
             if used >= quota.tokens:
-                this = "today" if quota.period == "day" else "this month"
-                return ref, QuotaExceeded(
-                    f"Quota {quota.name!r} ({ref.origin}) is used up: {used:,} of {quota.tokens:,} tokens {this} "
-                    f"for {key}.",
-                    f"It resets at {reset:%Y-%m-%d %H:%M}. To go on before then, raise its tokens in the policy "
-                    "file or use another model.",
-                )
+                return ref, _exceeded(quota, ref, key, used, reset)
         return None
+
+    async def reserve(
+        self, accounts: list[tuple[str, str, tuple[str, ...]]], tokens: int
+    ) -> tuple[Reservation | None, tuple[RuleRef, QuotaExceeded] | None]:
+        """Check every matching quota of `accounts` ((scope, key, names) each) and, when none is used up, add
+        `tokens` (the call's estimate) to all of them, in one write transaction. Returns the reservation (None
+        when no quota matched), or the first used-up quota with the error that says so (nothing is added)."""
+        now = self.clock()
+        found = [
+            (quota, ref, key, *period_of(quota, now))
+            for scope, key, names in accounts
+            for quota, ref in self.matching(scope, names)
+        ]
+        if not found:
+            return None, None
+        tokens = max(tokens, 0)
+
+        def write(conn: sqlite3.Connection) -> tuple[int, int] | None:
+            for n, (quota, _ref, key, period, _reset) in enumerate(found):
+                used = _used(conn, quota.name, key, period)
+                if used >= quota.tokens:
+                    return n, used
+            _add(conn, [(quota.name, key, period, tokens, now_iso()) for quota, _r, key, period, _x in found])
+            return None
+
+        over = await self.db.write(write)
+        if over is not None:
+            quota, ref, key, _period, reset = found[over[0]]
+            return None, (ref, _exceeded(quota, ref, key, over[1], reset))
+        return Reservation(tuple((q.name, key, period) for q, _r, key, period, _x in found), tokens), None
+
+    async def settle(self, reservation: Reservation, tokens: int | None) -> None:
+        """Replace a reservation's estimate with the tokens the call really used (None: keep the estimate)."""
+        if tokens is None or tokens == reservation.tokens:
+            return
+        delta, now = tokens - reservation.tokens, now_iso()
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE policy_usage SET tokens = MAX(0, tokens + ?), updated_at = ? "
+                "WHERE quota = ? AND target = ? AND period = ?",
+                [(delta, now, *row) for row in reservation.rows],
+            )
+
+        await self.db.write(write)
 
     async def record(self, scope: str, key: str, names: tuple[str, ...], tokens: int) -> None:
         """Add `tokens` to every matching quota's current period for `key`."""
@@ -97,15 +146,7 @@ class QuotaBook:
         now = self.clock()
         rows = [(quota.name, key, period_of(quota, now)[0], tokens, now_iso()) for quota, _ref in found]
 
-        def write(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO policy_usage (quota, target, period, tokens, updated_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (quota, target, period) DO UPDATE SET tokens = tokens + excluded.tokens, "
-                "updated_at = excluded.updated_at",
-                rows,
-            )
-
-        await self.db.write(write)
+        await self.db.write(lambda conn: _add(conn, rows))
 
     async def usage(self) -> list[QuotaUsage]:
         """Each quota's use in its current period, per target counted (the glob itself when none yet)."""
@@ -122,6 +163,24 @@ class QuotaBook:
                 out.append(QuotaUsage(quota.name, quota.scope, target, used, quota.tokens, quota.period, reset,
                                       ref.origin))  # fmt: skip
         return out
+
+
+def _exceeded(quota: Quota, ref: RuleRef, key: str, used: int, reset: datetime) -> QuotaExceeded:
+    this = "today" if quota.period == "day" else "this month"
+    return QuotaExceeded(
+        f"Quota {quota.name!r} ({ref.origin}) is used up: {used:,} of {quota.tokens:,} tokens {this} for {key}.",
+        f"It resets at {reset:%Y-%m-%d %H:%M}. To go on before then, raise its tokens in the policy file or use "
+        "another model.",
+    )
+
+
+def _add(conn: sqlite3.Connection, rows: list[tuple[str, str, str, int, str]]) -> None:
+    conn.executemany(
+        "INSERT INTO policy_usage (quota, target, period, tokens, updated_at) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (quota, target, period) DO UPDATE SET tokens = tokens + excluded.tokens, "
+        "updated_at = excluded.updated_at",
+        rows,
+    )
 
 
 def _used(conn: sqlite3.Connection, quota: str, key: str, period: str) -> int:

@@ -3,7 +3,8 @@
 Four kinds of tables: `[[classify]]` (labels from text patterns or file paths), `[[rules]]` (who may see or use
 what), `[[quotas]]` (tokens per day or month) and `[[rate_limits]]` (token buckets). Globs (`target`,
 `requester`, `source`) use shell wildcards (`*`, `?`, `[abc]`); `*` also crosses `/` and `:`. A target or
-requester may be one glob or a list of globs (any matching counts).
+requester may be one glob or a list of globs (any matching counts). Model targets are normalised as requests
+name them (`openai:` + the host in lower case, no port, no IPv6 brackets); tool names match ignoring case.
 """
 
 from __future__ import annotations
@@ -35,6 +36,29 @@ def _globs(value: Any) -> Any:
             raise ValueError("needs at least one glob")
         return tuple(value)
     return value
+
+
+_PORT = re.compile(r"^(?P<host>[^:\[\]]*):(?P<port>\d+|\*)$")
+_BRACKETED = re.compile(r"^\[(?P<host>[0-9A-Fa-f:.*?]*:[0-9A-Fa-f:.*?]*)\](:(\d+|\*))?$")
+
+
+def model_glob(glob: str) -> str:
+    """A model target as requests name it: `openai:<host>` with the host in lower case, without a port or the
+    brackets of an IPv6 address (`openai:API.example.com:8080` is `openai:api.example.com`, `openai:[fd00::5]`
+    is `openai:fd00::5`), since that is all a request's target keeps of the endpoint's URL."""
+    prefix, sep, host = glob.partition(":")
+    if not sep or prefix.lower() != "openai":
+        return glob
+    if bracketed := _BRACKETED.match(host):
+        host = bracketed.group("host")
+    elif port := _PORT.match(host):
+        host = port.group("host")
+    return f"openai:{host.lower()}"
+
+
+def _model_globs(value: Any) -> Any:
+    globs = _globs(value)
+    return tuple(model_glob(g) if isinstance(g, str) else g for g in globs) if isinstance(globs, tuple) else globs
 
 
 def _label(value: Any) -> Any:
@@ -94,6 +118,13 @@ class Rule(_Table):
     def _risk_alias(cls, value: Any) -> Any:
         return RISK_ALIASES.get(value, value) if isinstance(value, str) else value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _model_targets(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("action") == "model" and "target" in data:
+            return {**data, "target": _model_globs(data["target"])}
+        return data
+
     @model_validator(mode="after")
     def _risk_on_tools_only(self) -> Rule:
         if self.risk is not None and self.action != "tool":
@@ -114,6 +145,13 @@ class Quota(_Table):
     description: str = ""
 
     _glob_check = field_validator("target", mode="before")(_globs)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_targets(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("scope") == "provider" and "target" in data:
+            return {**data, "target": _model_globs(data["target"])}
+        return data
 
 
 class RateLimit(_Table):

@@ -82,28 +82,55 @@ class Policy:
         audit: Audit | None = None,
     ) -> Decision:
         """Decide, record the decision (a timeline event, and the group's audit trail via `audit`), ask the
-        person when a rule says ask; raise PolicyDenied when the answer is no."""
+        person when a rule says ask (their answer is an `approval` event under the decision); raise PolicyDenied
+        when the answer is no."""
         decision = self.engine.decide(request)
+        correlation_id = correlation_id or new_id()
+        where = trace.child() if trace else TraceContext.new_root()
         if not decision.routine:
             event = await self.timeline.record(
-                "policy.decision",
-                session_id=session_id,
-                trace=trace.child() if trace else TraceContext.new_root(),
-                correlation_id=correlation_id or new_id(),
+                "policy.decision", session_id=session_id, trace=where, correlation_id=correlation_id,
                 **decision.event_fields(),
-            )
-            if audit is not None:
-                try:
-                    await audit([event])
-                except Exception:  # the decision stands and is on disk; the trail catches up with the outbox
-                    log.warning("could not add a policy decision to the audit trail", exc_info=True)
+            )  # fmt: skip
+            await _audit(audit, event)
         if decision.effect == "ask":
             answer = await ask_person(approve, decision, session_id)
+            await _audit(audit, await self.timeline.record(
+                "approval", session_id=session_id, trace=where.child(), correlation_id=correlation_id,
+                name=f"{request.action}:{request.target}", status="denied" if answer is ApprovalDecision.DENY else "ok",
+                payload={"decision": answer.value, "summary": decision.reason, "rule": decision.rule.name,
+                         "action": request.action, "target": request.target, "label": request.label.value},
+            ))  # fmt: skip
             if answer is ApprovalDecision.DENY:
                 raise PolicyDenied(f"Not done: {decision.reason}, and it was not approved.", decision.error().fix)
         elif decision.denied:
             raise decision.error()
         return decision
+
+    async def admit(
+        self, requester: Requester, *, trace: TraceContext | None = None, correlation_id: str = "",
+        audit: Audit | None = None,
+    ) -> None:  # fmt: skip
+        """A task from a peer, before anything is made for it (a session, a turn): its per-peer rate limit. A
+        refusal is recorded (and audited) and raised (RateLimitExceeded, saying when to retry)."""
+        decision = self.engine.limit("peer", str(requester), requester) if requester.remote else None
+        if decision is None or decision.allowed:
+            return
+        event = await self.timeline.record(
+            "policy.decision", session_id="", trace=trace.child() if trace else TraceContext.new_root(),
+            correlation_id=correlation_id or new_id(), **decision.event_fields(),
+        )  # fmt: skip
+        await _audit(audit, event)
+        raise decision.error()
+
+
+async def _audit(audit: Audit | None, event: Event) -> None:
+    if audit is None:
+        return
+    try:
+        await audit([event])
+    except Exception:  # the decision stands and is on disk; the trail catches up with the outbox
+        log.warning("could not add a policy decision to the audit trail", exc_info=True)
 
 
 def peer_requester(agent_id: str, name: str) -> Requester:

@@ -216,8 +216,27 @@ class SessionStore:
             for r in rows
         ]
 
-    async def append(self, session_id: str, message: ChatMessage) -> int:
-        return await self.db.write(lambda conn: insert_message(conn, session_id, message, None))
+    async def append(self, session_id: str, message: ChatMessage, label: str | None = None) -> int:
+        return await self.db.write(lambda conn: insert_message(conn, session_id, message, None, label))
+
+    async def question_label(self, session_id: str, label: str | None = None) -> str | None:
+        """The label of the session's last user message; with `label`, it is stored first (the caller has made
+        sure it only raises the label)."""
+
+        def write(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT seq, label FROM messages WHERE session_id = ? AND role = 'user' ORDER BY seq DESC LIMIT 1",
+                (session_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            if label is not None and label != row["label"]:
+                conn.execute("UPDATE messages SET label = ? WHERE session_id = ? AND seq = ?",
+                             (label, session_id, row["seq"]))  # fmt: skip
+                return label
+            return row["label"] if isinstance(row["label"], str) else None
+
+        return await self.db.write(write)
 
     async def search(self, text: str, limit: int = 50) -> list[SearchHit]:
         """Full-text search over every message of every session."""

@@ -94,7 +94,7 @@ class RecallTool(Tool):
             )
         except ShoalError as exc:
             raise _tool_error(exc) from exc
-        hits, withheld, label = _screen(hits, ctx)
+        hits, withheld, label = await _screen(hits, ctx)
         note = f" ({withheld} more withheld by the policy: their labels may not go to this model)" if withheld else ""
         if not hits:
             return ToolOutput("Nothing in memory matches." + note, {"matches": [], "withheld": withheld})
@@ -106,19 +106,22 @@ class RecallTool(Tool):
         return ToolOutput("\n".join(lines) + note, data)
 
 
-def _screen(hits: list[Any], ctx: ToolContext) -> tuple[list[Any], int, str | None]:
-    """Like automatic recall: memories the turn's model (or requesting peer) may not see are left out. Returns
-    what stays, how many were withheld, and the highest label kept (the result's label in the conversation)."""
+async def _screen(hits: list[Any], ctx: ToolContext) -> tuple[list[Any], int, str | None]:
+    """Like automatic recall: memories the turn's model (or requesting peer) may not see are left out, and each
+    decision that withheld some is recorded (`policy.decision` with `withheld` and the memory ids). Returns what
+    stays, how many were withheld, and the label of what stays (the result's label in the conversation; None
+    when unlabelled)."""
     gate = ctx.policy
     if gate is None:
         return hits, 0, None
     from core.policy.request import LOCAL
 
-    requester = ctx.requester or LOCAL
-    kept = [(h, gate.hit_label(h)) for h in hits]
-    kept = [(h, label) for h, label in kept if gate.visible(label, requester).allowed]
-    label = gate.label_of([label for _, label in kept]) if kept else None
-    return [h for h, _ in kept], len(hits) - len(kept), label.value if label else None
+    kept, labels, withheld = gate.screen_hits(hits, ctx.requester or LOCAL)
+    if ctx.decided is not None:
+        for decision, memory_ids in withheld:
+            await ctx.decided(decision, memory_ids=memory_ids, withheld=True)
+    label = gate.known(labels) if kept else None
+    return kept, len(hits) - len(kept), label.value if label else None
 
 
 def _hit_data(hit: Any) -> dict[str, Any]:

@@ -75,9 +75,10 @@ class ToolContext:
     trace: Any = None  # the tool.call span (core.timeline.ids.TraceContext): what a delegated task hangs under
     correlation_id: str = ""
     depth: int = 0  # delegation depth of the turn (group mode)
-    label: str = ""  # the turn's sensitivity label (core/policy/labels.py); "" outside a turn
+    label: str = ""  # the turn's sensitivity label as stored (core/policy/labels.py); "": unlabelled or no turn
     requester: Any = None  # core.policy.engine.Requester of the turn (None: a person here)
     policy: Any = None  # core.policy.gate.PolicyGate of the turn's agent (None: no policy engine)
+    decided: Any = None  # async (Decision, **payload) -> None: records a policy decision under this tool call
 
 
 @dataclass

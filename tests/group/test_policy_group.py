@@ -93,3 +93,45 @@ async def test_sharing_with_a_zone_follows_the_label(
         assert allowed.payload["label"] == "public" and allowed.payload["target"] == "public"
         sources = await alice.memory.sources(kind="shared")
         assert [s["label"] for s in sources] == ["public"]
+
+
+async def test_an_answer_comes_back_with_its_label(kafka_broker: TansuBroker, tmp_path: Path) -> None:
+    group = f"p{uuid.uuid4().hex[:8]}"
+    bob_rules = '[[classify]]\nname = "health"\npattern = "(?i)diagnosis"\nlabel = "confidential"\n'
+    alice_steps = [[tool_call("ask_peer", {"agent": "bob", "task": "is my diagnosis in?"})], "Thanks."]
+    a_over = group_overrides(kafka_broker, group, "alice", tmp_path / "a")
+    b_over = with_policy(group_overrides(kafka_broker, group, "bob", tmp_path / "b"), tmp_path / "pb", bob_rules)
+    async with (
+        scripted_core(alice_steps, overrides=a_over) as (alice, _),
+        scripted_core(["It came back fine."], overrides=b_over) as (_bob, _),
+    ):
+        await eventually(lambda: len(alice.group.members()) == 2, timeout=20)
+        session = await alice.new_session()
+        events = [e async for e in alice.send(session.id, "ask bob about it")]
+        result = next(e for e in events if isinstance(e, ev.ToolCallFinished))
+        assert result.ok and "came back fine" in result.output, result
+        # bob's own rule labelled the task, so its answer is confidential, and alice keeps it so
+        labelled = await alice.sessions.labelled_messages(session.id)
+        assert [label for m, label in labelled if m.role == "tool"] == ["confidential"]
+        [call] = await alice.timeline.events(session_id=session.id, kind="tool.result")
+        assert call.payload["data"]["label"] == "confidential"
+
+
+async def test_a_rate_limited_task_makes_no_session_or_turn(kafka_broker: TansuBroker, tmp_path: Path) -> None:
+    group = f"p{uuid.uuid4().hex[:8]}"
+    bob_rules = '[[rate_limits]]\nname = "one-task"\nscope = "peer"\nrate = 0.001\nburst = 1\n'
+    a_over = group_overrides(kafka_broker, group, "alice", tmp_path / "a")
+    b_over = with_policy(group_overrides(kafka_broker, group, "bob", tmp_path / "b"), tmp_path / "pb", bob_rules)
+    async with (
+        scripted_core([], overrides=a_over) as (alice, _),
+        scripted_core(["Done."], overrides=b_over) as (bob, _),
+    ):
+        await eventually(lambda: len(alice.group.members()) == 2, timeout=20)
+        first = await (await alice.group.dispatch("the first one", to="bob", deadline=20)).result()
+        assert first.status == "ok", first
+        refused = await (await alice.group.dispatch("and the other one?", to="bob", deadline=20)).result()
+        assert refused.status == "error" and "one-task" in refused.error["message"], refused
+        assert len([s for s in await bob.sessions.recent() if s.title.startswith("Task from")]) == 1
+        assert len(await bob.timeline.events(kind="user.message")) == 1
+        [denied] = [d for d in await bob.timeline.events(kind="policy.decision") if d.status == "denied"]
+        assert denied.payload["rule"] == "one-task" and denied.payload["requester"] == "peer:alice"

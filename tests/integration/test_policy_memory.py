@@ -80,3 +80,25 @@ async def test_the_recall_tool_withholds_too_and_documents_get_labels_from_their
         assert "3.2 million" not in provider.calls[1][-1].content
         labelled = await core.sessions.labelled_messages(session.id)
         assert [label for m, label in labelled if m.role == "tool"] == ["public"]  # the kept memory's label
+        # what the tool withheld is recorded like automatic recall's, under its tool call
+        [call] = await core.timeline.events(session_id=session.id, kind="tool.call")
+        withheld = [d for d in await core.timeline.events(session_id=session.id, kind="policy.decision")
+                    if d.payload.get("withheld")]  # fmt: skip
+        assert len(withheld) == 1 and withheld[0].parent_span_id == call.span_id
+        assert withheld[0].payload["label"] == "confidential" and len(withheld[0].payload["memory_ids"]) >= 1
+
+
+async def test_a_note_saved_in_a_turn_at_the_default_label_is_stored_unlabelled(
+    embedding_client: EmbeddingClient,
+) -> None:
+    steps = [[tool_call("remember", {"text": "The alarm pin is 4812."})], "Saved."]
+    async with scripted_core(steps, embedder=embedding_client) as (core, _):
+        session = await core.new_session()
+        assert isinstance((await run_turn(core, session.id, "remember the alarm pin 4812"))[-1], ev.TurnFinished)
+        [note] = await core.memory.sources(kind="note")
+        assert note["label"] is None  # not `internal` as if someone had said so
+        write_policy('[[classify]]\nname = "pins"\npattern = "(?i)\\\\bpin\\\\b"\nlabel = "secret"\n')
+        core.reload_policy()  # a rule written later labels it when it is read
+        gate = core.agent.policy
+        assert gate is not None
+        assert [gate.hit_label(h) for h in await core.memory.recall("alarm pin")] == ["secret"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import openai
 import pytest
 
@@ -111,3 +114,25 @@ async def test_metrics_count_requests_tokens_tools_and_turns() -> None:
         assert lines['shoal_http_requests_total{method="GET",route="/api/sessions/{session_id}",status="404"}'] == 1
         assert lines["shoal_group_outbox_depth"] == 0 and lines["shoal_group_joined"] == 0
         assert "does-not-exist" not in text
+
+
+async def test_seeded_history_and_system_messages_are_classified_by_the_policy() -> None:
+    folder = Path(os.environ["SHOAL_CONFIG"]).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "policy.toml").write_text(
+        '[[classify]]\nname = "payroll"\npattern = "(?i)payroll"\nlabel = "confidential"\n'
+    )
+    remote = {"model": {"provider": "openai", "base_url": "https://api.openai.com/v1", "name": "gpt-test"}}
+    async with served(["never", "never", "fine"], overrides=remote) as server:
+        client = sdk(server.url, server.token)
+        seeded = [{"role": "user", "content": "payroll: Alice 120k"}, {"role": "assistant", "content": "noted"}]
+        with pytest.raises(openai.BadRequestError, match="builtin:remote-model"):
+            await client.chat.completions.create(model="shoal", messages=[*seeded, {"role": "user", "content": "hi"}])
+        [session] = [s for s in await server.core.sessions.recent() if s.title.startswith("API: hi")]
+        labelled = await server.core.sessions.labelled_messages(session.id)
+        assert [label for _m, label in labelled][:2] == ["confidential", None]  # stored with the classifier's label
+        told = [{"role": "system", "content": "You keep the payroll."}, {"role": "user", "content": "hi"}]
+        with pytest.raises(openai.BadRequestError, match="confidential"):
+            await client.chat.completions.create(model="shoal", messages=told)
+        assert server.provider.calls == []
+        await client.close()

@@ -119,8 +119,9 @@ async def test_a_peer_task_cannot_use_a_high_risk_tool(workspace: Path) -> None:
         assert seen == [] and not (workspace / "owned.txt").exists()  # refused outright, nobody asked
         assert "low-risk tools only" in provider.calls[1][-1].content  # the model was told, like a denial
         rules = [(d.payload["rule"], d.status) for d in await decisions(core, session.id)]
+        # the second model call carries what this agent added (the refused call's result): bob may see it
         assert rules == [("builtin:local-model", "ok"), ("builtin:peer-other-tools", "denied"),
-                         ("builtin:local-model", "ok")]  # fmt: skip
+                         ("builtin:local-model", "ok"), ("builtin:peers", "ok")]  # fmt: skip
         [decision] = [d for d in await decisions(core, session.id) if d.status == "denied"]
         call = next(e for e in await core.timeline.events(session_id=session.id, kind="tool.call"))
         assert decision.parent_span_id == call.span_id and decision.payload["requester"] == "peer:bob"
@@ -138,7 +139,7 @@ async def test_a_peer_task_may_use_a_low_risk_tool(workspace: Path) -> None:
         result = next(e for e in events if isinstance(e, ev.ToolCallFinished))
         assert result.ok and result.output == "alpha"
         rules = [d.payload["rule"] for d in await decisions(core, session.id)]
-        assert rules == ["builtin:local-model", "builtin:peer-low-risk-tools", "builtin:local-model"]
+        assert rules == ["builtin:local-model", "builtin:peer-low-risk-tools", "builtin:local-model", "builtin:peers"]
 
 
 async def test_a_rule_lets_a_high_risk_tool_run_without_asking(workspace: Path) -> None:

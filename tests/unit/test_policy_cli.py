@@ -103,3 +103,15 @@ def test_agent_label_keeps_a_confidential_message_off_a_remote_endpoint() -> Non
     result = shoal("agent", "-m", "my test results", "--label", "confidential", env=env)
     assert result.returncode == 2, result.stderr
     assert "PolicyDenied" in result.stderr or "builtin:remote-model" in result.stderr
+
+
+def test_check_says_when_a_tools_risk_is_assumed_and_how_to_check_another() -> None:
+    policy_file(RULES)
+    result = shoal("policy", "check", "--action", "tool", "--target", "my_mcp_search", "--requester", "peer:bob")
+    assert result.returncode == 0, result.stderr
+    assert "DENY: peer:bob using the high-risk tool my_mcp_search" in result.stdout
+    assert "not a built-in tool, so it was checked as high risk" in result.stdout and "--risk" in result.stdout
+    data = json.loads(shoal("policy", "check", "--action", "tool", "--target", "my_mcp_search", "--json").stdout)
+    assert "readOnlyHint" in data["note"]
+    known = json.loads(shoal("policy", "check", "--action", "tool", "--target", "read_file", "--json").stdout)
+    assert known["risk"] == "low" and "note" not in known

@@ -3,6 +3,7 @@ the period rolls over, kept across a restart)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -158,4 +159,42 @@ async def test_quotas_refuse_when_used_up_reset_with_the_period_and_survive_a_re
     await book.check("peer", "peer:id-bob", ("peer:bob", "peer:id-bob"))  # each peer has its own allowance
     now[0] = datetime(2027, 1, 1, 0, 0, tzinfo=TZ)
     await book.check("peer", peer, peer_names)
+    await db.stop()
+
+
+def test_line_numbers_skip_multiline_strings_and_follow_quoted_and_dotted_headers() -> None:
+    in_string = error_of('[[rules]]\nname = "a"\neffect = "allow"\naction = "tool"\ndescription = """\nsee\n'
+                         '[[rules]]\n"""\n\n[[rules]]\nname = "b"\neffect = "permit"\naction = "tool"\n')  # fmt: skip
+    assert in_string.message.startswith("/cfg/policy.toml, line 12: rules[2].effect"), in_string.message
+    quoted = error_of('[["rules"]]\nname = "a"\neffect = "allow"\naction = "tool"\n\n[[ \'rules\' ]]\nname = "b"\n'
+                      'effect = "permit"\naction = "tool"\n')  # fmt: skip
+    assert quoted.message.startswith("/cfg/policy.toml, line 8: rules[2].effect"), quoted.message
+    dotted = error_of('[[rules]]\nname = "a"\neffect = "allow"\naction = "tool"\n# extra\n[rules.extra]\nx = 1\n')
+    assert dotted.message.startswith("/cfg/policy.toml, line 6: rules[1].extra: unknown key"), dotted.message
+    text = (
+        "[[rules]]\nname = \"a\"\neffect = \"allow\"\naction = \"tool\"\ndescription = '''\n[[rules]]\n'''\n"
+        '[["rules"]]\nname = "b"\neffect = "deny"\naction = "tool"\n'
+    )
+    loaded = parse_policy(text, PATH)
+    assert loaded.lines == {("rules", 0): 1, ("rules", 1): 8}
+
+
+async def test_quota_reservations_are_atomic_and_settle_to_the_real_usage(tmp_path: Path) -> None:
+    loaded = parse_policy(QUOTAS, PATH)
+    engine = PolicyEngine.from_policy(loaded.policy, lines=loaded.lines, file=PATH)
+    db = Database(tmp_path / "r.db", migrate=migrate)
+    await db.start()
+    book = QuotaBook(db, engine)
+    router = [("provider", "openai:openrouter.ai", ("openai:openrouter.ai",))]
+    results = await asyncio.gather(*(book.reserve(router, 600) for _ in range(5)))
+    granted = [r for r, over in results if r is not None]
+    refused = [over for r, over in results if over is not None]
+    assert len(granted) == 2 and len(refused) == 3  # 0 + 600 passes, 600 + 600 passes, then 1,200 is used up
+    assert "openrouter-daily" in refused[0][1].message
+    await book.settle(granted[0], 100)  # the call used less than its estimate
+    await book.settle(granted[1], None)  # it failed without saying: the estimate stands
+    assert {u.name: u.used for u in await book.usage()}["openrouter-daily"] == 700
+    both = [*router, ("peer", "peer:id-alice", ("peer:alice", "peer:id-alice"))]
+    reservation, over = await book.reserve(both, 50)
+    assert over is None and reservation is not None and len(reservation.rows) == 2
     await db.stop()

@@ -4,12 +4,14 @@ risk tiers, the built-in defaults, classification, and rate limits under a burst
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from core.errors import PolicyDenied, RateLimitExceeded, UserError
 from core.policy.engine import PolicyEngine
 from core.policy.example import EXAMPLE_POLICY
+from core.policy.gate import PolicyGate
 from core.policy.labels import Label, highest, parse_label
 from core.policy.loader import parse_policy
 from core.policy.request import PolicyRequest, Requester, is_local_target, model_target
@@ -266,3 +268,58 @@ def test_policy_off_allows_everything_but_keeps_approvals() -> None:
     assert decide(eng, "zone", "public", "secret")[0] == "allow"
     assert decide(eng, "tool", "shell", risk="high") == ("ask", "builtin:policy-off-high-risk-ask")
     assert decide(eng, "tool", "shell", risk="high", requester=BOB)[0] == "ask"
+
+
+def test_a_peers_task_is_checked_against_peer_rules_named_as_dispatch_names_peers() -> None:
+    eng = engine('[[rules]]\nname = "mallory-public"\neffect = "deny"\naction = "peer"\ntarget = "mallory"\n'
+                 'max_label = "public"\n\n[[rules]]\nname = "carol-by-id"\neffect = "deny"\naction = "peer"\n'
+                 'target = "c4r0l-id"\n')  # fmt: skip
+    gate = PolicyGate(eng, None, "llama_cpp")
+    mallory, carol = Requester("peer", "mallory", "m4ll0ry-id"), Requester("peer", "carol", "c4r0l-id")
+    assert decide(eng, "peer", "mallory", aliases=("m4ll0ry-id",)) == ("deny", "mallory-public")  # dispatch
+    seen = gate.visible(Label.INTERNAL, mallory)  # what mallory's own task may see: the same rule decides
+    assert (seen.effect, seen.rule.name, seen.request.target) == ("deny", "mallory-public", "mallory")
+    assert gate.visible(Label.PUBLIC, mallory).allowed
+    assert gate.visible(Label.PUBLIC, carol).rule.name == "carol-by-id"
+
+
+def test_a_peers_rate_limit_counts_its_agent_id_whatever_name_it_announces() -> None:
+    eng = engine('[[rate_limits]]\nname = "tasks"\nscope = "peer"\nper_minute = 1\nburst = 1\n')
+    assert eng.limit("peer", "peer:bob", Requester("peer", "bob", "AGENT1")) is None
+    assert eng.limit("peer", "peer:bob", Requester("peer", "bob", "AGENT1")) is not None
+    assert eng.limit("peer", "peer:bob2", Requester("peer", "bob2", "AGENT1")) is not None  # renamed: same bucket
+    assert eng.limit("peer", "peer:bob", Requester("peer", "bob", "AGENT2")) is None  # another peer
+
+
+def hit(kind: str, text: str, label: str | None = None, uri: str = "x") -> SimpleNamespace:
+    return SimpleNamespace(kind=kind, uri=uri, text=text, label=label, source_id=uri)
+
+
+def test_a_memorys_stored_label_is_raised_by_the_classifier_unless_a_person_gave_it() -> None:
+    eng = engine('[[classify]]\nname = "pw"\npattern = "(?i)password"\nlabel = "secret"\n\n[[classify]]\n'
+                 'name = "from-carol"\nsource = "c4r0l*:*"\nlabel = "confidential"\n')  # fmt: skip
+    gate = PolicyGate(eng, None, "openai:api.openai.com")
+    assert gate.hit_label(hit("shared", "the vpn password is hunter2", "public")) == Label.SECRET  # a peer's word
+    assert gate.hit_label(hit("shared", "lunch at noon", "public", uri="c4r0l0000:item1")) == Label.CONFIDENTIAL
+    assert gate.hit_label(hit("shared", "lunch at noon", "secret")) == Label.SECRET  # a peer's label may raise
+    assert gate.hit_label(hit("document", "the password list", "internal")) == Label.SECRET
+    assert gate.hit_label(hit("note", "the password hint is blue", "public")) == Label.PUBLIC  # the person's
+    assert gate.hit_label(hit("note", "the password hint is blue")) == Label.SECRET
+    assert gate.hit_label(hit("note", "lunch")) == Label.INTERNAL  # unlabelled: the default
+
+
+def test_model_targets_are_normalised_and_tool_names_match_ignoring_case() -> None:
+    eng = engine('[[rules]]\nname = "v6"\neffect = "deny"\naction = "model"\ntarget = "openai:[fd00::5]:8080"\n\n'
+                 '[[rules]]\nname = "upper"\neffect = "deny"\naction = "model"\ntarget = "openai:API.Example.com"\n\n'
+                 '[[rules]]\nname = "port"\neffect = "deny"\naction = "model"\n'
+                 'target = ["openai:192.168.1.20:8080"]\n\n'
+                 '[[rules]]\nname = "fetch"\neffect = "deny"\naction = "tool"\ntarget = "Web_Fetch"\n\n'
+                 '[[quotas]]\nname = "q"\nscope = "provider"\ntarget = "openai:LLM.lan:8000"\ntokens = 5\n'
+                 'period = "day"\n')  # fmt: skip
+    for url, rule in [("http://[fd00::5]:8080/v1", "v6"), ("https://api.example.com/v1", "upper"),
+                      ("http://192.168.1.20:8080/v1", "port")]:  # fmt: skip
+        assert decide(eng, "model", model_target("openai", url), "public") == ("deny", rule)
+    assert decide(eng, "tool", "web_fetch", risk="low") == ("deny", "fetch")
+    assert decide(eng, "tool", "WEB_FETCH", risk="low") == ("deny", "fetch")
+    assert [q.target for q, _ in eng.quotas] == [("openai:llm.lan",)]
+    assert [e.rule.target for e in eng.entries[:2]] == [("openai:fd00::5",), ("openai:api.example.com",)]
