@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -34,30 +34,29 @@ _LOAD_FIELDS = ("provider", "path", "n_ctx", "n_threads", "n_gpu_layers", "chat_
                 "key_name", "timeout", "tool_call_tags")  # fmt: skip
 
 
-class Turn:
-    """One running turn. Iterate it for events; `cancel()` stops it; `result()` waits for the end.
+class QueuedTurn:
+    """What a front end holds of a running turn: its events, read from a queue its own task fills.
 
-    The turn runs in its own task, so a slow reader never stalls the model. A reader that stops reading
-    (it was cancelled, or broke out of the loop) cancels the turn, and the cancellation is recorded.
+    The task (a local agent turn, or a remote server's stream in app/remote/) runs on its own, so a slow
+    reader never stalls it. A reader that stops reading (it was cancelled, or broke out of the loop) cancels
+    the task, and the cancellation is recorded. Subclasses start the task with `_run`.
     """
 
-    def __init__(self, source: AsyncIterator[ev.AgentEvent]) -> None:
+    def __init__(self) -> None:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._task = asyncio.create_task(self._pump(source), name="shoal-turn")
-        # Queued on completion whatever happens, even for a task cancelled before its first step.
-        self._task.add_done_callback(lambda _task: self._queue.put_nowait(_END))
+        self._task: asyncio.Task[None] | None = None
         self.final: ev.TurnFinished | ev.TurnFailed | None = None
 
-    async def _pump(self, source: AsyncIterator[ev.AgentEvent]) -> None:
-        try:
-            async for event in source:
-                if isinstance(event, ev.TurnFinished | ev.TurnFailed):
-                    self.final = event
-                self._queue.put_nowait(event)
-        except asyncio.CancelledError:
-            pass  # the agent recorded and emitted the cancellation before re-raising
-        except Exception as exc:  # an error before the turn started (empty message, storage down)
-            self._queue.put_nowait(exc)
+    def _run(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        self._task = asyncio.create_task(work, name=name)
+        # Queued on completion whatever happens, even for a task cancelled before its first step.
+        self._task.add_done_callback(lambda _task: self._queue.put_nowait(_END))
+        return self._task
+
+    @property
+    def _running(self) -> asyncio.Task[None]:
+        assert self._task is not None, "a turn's task is started in its constructor"
+        return self._task
 
     def __aiter__(self) -> AsyncIterator[ev.AgentEvent]:
         return self._events()
@@ -72,24 +71,43 @@ class Turn:
                     raise classify(item)
                 yield item
         finally:
-            if not self._task.done():  # the reader went away: stop the turn rather than leave it running
-                self._task.cancel()
+            if not self._running.done():  # the reader went away: stop the turn rather than leave it running
+                self._running.cancel()
                 await asyncio.shield(self.result())
 
     def on_done(self, callback: Callable[[], object]) -> None:
-        self._task.add_done_callback(lambda _task: callback())
+        self._running.add_done_callback(lambda _task: callback())
 
     @property
     def done(self) -> bool:
-        return self._task.done()
+        return self._running.done()
 
     def cancel(self) -> None:
-        self._task.cancel()
+        self._running.cancel()
 
     async def result(self) -> ev.TurnFinished | ev.TurnFailed | None:
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(self._task)
+            await asyncio.shield(self._running)
         return self.final
+
+
+class Turn(QueuedTurn):
+    """One running turn of the local agent. Iterate it for events; `cancel()` stops it; `result()` waits."""
+
+    def __init__(self, source: AsyncIterator[ev.AgentEvent]) -> None:
+        super().__init__()
+        self._run(self._pump(source), "shoal-turn")
+
+    async def _pump(self, source: AsyncIterator[ev.AgentEvent]) -> None:
+        try:
+            async for event in source:
+                if isinstance(event, ev.TurnFinished | ev.TurnFailed):
+                    self.final = event
+                self._queue.put_nowait(event)
+        except asyncio.CancelledError:
+            pass  # the agent recorded and emitted the cancellation before re-raising
+        except Exception as exc:  # an error before the turn started (empty message, storage down)
+            self._queue.put_nowait(exc)
 
 
 class AgentCore:

@@ -12,7 +12,6 @@ before the turn started (an unknown session, a rate limit) is raised from the it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -21,14 +20,14 @@ from app.remote import decode
 from app.remote.http import RemoteClient, ServerError
 from core import events as ev
 from core.errors import NetworkError, ShoalError, classify
+from core.service import QueuedTurn
 
 log = logging.getLogger(__name__)
-_END = object()
 REGENERATE_TEXT = "(answer the last question again)"  # the API wants text; with regenerate it is not used
 BUSY_RETRIES, BUSY_PAUSE = 20, 0.1  # up to 2 s for the session's previous turn to finish ending on the server
 
 
-class RemoteTurn:
+class RemoteTurn(QueuedTurn):
     def __init__(
         self,
         client: Callable[[], RemoteClient],
@@ -43,8 +42,8 @@ class RemoteTurn:
     ) -> None:
         """`refusal`: a reason this turn cannot be sent, raised to its reader before anything is sent.
         `label`: the message's sensitivity label, applied by the server's policy."""
+        super().__init__()
         self.session_id = session_id
-        self.final: ev.TurnFinished | ev.TurnFailed | None = None
         self.approvals: set[str] = set()  # ids of the questions this turn's stream raised
         self._client = client
         self._on_approval = on_approval
@@ -52,15 +51,12 @@ class RemoteTurn:
         self._text: list[str] = []
         self._iterations = 0
         self._tokens = [0, 0]
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._refusal = refusal
         body: dict[str, Any] = {"text": REGENERATE_TEXT if regenerate else text, "stream": True}
         body["regenerate"] = regenerate
         if label is not None:
             body["label"] = label
-        self._task = asyncio.create_task(self._pump(body), name="shoal-remote-turn")
-        self._task.add_done_callback(lambda _task: self._queue.put_nowait(_END))
-        self._task.add_done_callback(lambda _task: on_end(self))
+        self._run(self._pump(body), "shoal-remote-turn").add_done_callback(lambda _task: on_end(self))
 
     async def _pump(self, body: dict[str, Any]) -> None:
         try:
@@ -145,37 +141,3 @@ class RemoteTurn:
         final = ev.TurnFailed(self.session_id, trace, error.to_dict(), event_id="")
         self.final = final
         self._queue.put_nowait(final)
-
-    # --- the interface of core.service.Turn -----------------------------------------------------------
-
-    def __aiter__(self) -> AsyncIterator[ev.AgentEvent]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[ev.AgentEvent]:
-        try:
-            while True:
-                item = await self._queue.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            if not self._task.done():  # the reader went away: stop the turn rather than leave it running
-                self._task.cancel()
-                await asyncio.shield(self.result())
-
-    def on_done(self, callback: Callable[[], object]) -> None:
-        self._task.add_done_callback(lambda _task: callback())
-
-    @property
-    def done(self) -> bool:
-        return self._task.done()
-
-    def cancel(self) -> None:
-        self._task.cancel()
-
-    async def result(self) -> ev.TurnFinished | ev.TurnFailed | None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(self._task)
-        return self.final
