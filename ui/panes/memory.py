@@ -31,6 +31,7 @@ from core.errors import ShoalError
 from ui.bridge import Bridge
 from ui.tasks import spawn
 from ui.widgets import memory_format as fmt
+from ui.widgets.confirm import confirm
 from ui.widgets.inline_message import InlineMessage
 from ui.widgets.memory_detail import MemoryDetail
 from ui.widgets.memory_documents import MemoryDocuments
@@ -220,27 +221,17 @@ class MemoryPane(QWidget):
 
     def confirm_forget(self, row: fmt.MemoryRow) -> QMessageBox:
         """Ask first, without blocking (opened with open(); the answer arrives as a signal)."""
-        box = QMessageBox(QMessageBox.Icon.Question, "Forget memory", f"Forget “{row.citation}”?", parent=self)
         if row.kind == "document":
-            box.setInformativeText(
+            detail = (
                 "The agent will no longer recall this file. The file itself is not touched; it is indexed again "
                 "only if it changes."
             )
         else:
-            box.setInformativeText("The agent will no longer recall it. This cannot be undone.")
-        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.button(QMessageBox.StandardButton.Yes).setText("Forget")
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-
-        def answered(button: Any) -> None:
-            if box.standardButton(button) == QMessageBox.StandardButton.Yes:
-                self._run(self._forget(row))
-
-        box.buttonClicked.connect(answered)
-        self._confirm = box
-        box.open()
-        return box
+            detail = "The agent will no longer recall it. This cannot be undone."
+        self._confirm = confirm(
+            self, "Forget memory", f"Forget “{row.citation}”?", detail, "Forget", lambda: self._run(self._forget(row))
+        )
+        return self._confirm
 
     async def _forget(self, row: fmt.MemoryRow) -> None:
         if await self.memory.forget(row.source_id) is not None:

@@ -30,6 +30,7 @@ from core.schedule import Job, Run
 from ui.bridge import Bridge
 from ui.tasks import spawn
 from ui.widgets import schedule_format as fmt
+from ui.widgets.confirm import confirm
 from ui.widgets.inline_message import InlineMessage
 from ui.widgets.schedule_jobs import JobList
 from ui.widgets.schedule_runs import RunList
@@ -199,24 +200,16 @@ class SchedulePane(QWidget):
         job = self.jobs.selected_job()
         if job is None:
             return None
-        box = QMessageBox(QMessageBox.Icon.Question, "Delete scheduled job", f"Delete “{job.name}”?", parent=self)
-        box.setInformativeText(
+        self._confirm = confirm(
+            self,
+            "Delete scheduled job",
+            f"Delete “{job.name}”?",
             f"It will no longer run ({job.describe()}) and its run history goes. Its thread, with every answer it "
-            "gave, stays in the chat."
+            "gave, stays in the chat.",
+            "Delete",
+            lambda: self._run(self._delete(job)),
         )
-        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.button(QMessageBox.StandardButton.Yes).setText("Delete")
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-
-        def answered(button: Any) -> None:
-            if box.standardButton(button) == QMessageBox.StandardButton.Yes:
-                self._run(self._delete(job))
-
-        box.buttonClicked.connect(answered)
-        self._confirm = box
-        box.open()
-        return box
+        return self._confirm
 
     # --- reactions ---------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from ui.memory_bridge import MemoryBridge
 from ui.tasks import spawn
 from ui.widgets import memory_format as fmt
+from ui.widgets.confirm import confirm
 from ui.widgets.inline_message import InlineMessage
 
 FOLDER_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -207,21 +208,15 @@ class MemoryDocuments(QWidget):
         folder = self.selected_folder()
         if folder is None:
             return None
-        box = QMessageBox(QMessageBox.Icon.Question, "Remove folder", f"Stop indexing {folder['path']}?", parent=self)
-        box.setInformativeText("Its documents are forgotten by the agent. The files themselves are not touched.")
-        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.button(QMessageBox.StandardButton.Yes).setText("Remove")
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-
-        def answered(button: Any) -> None:
-            if box.standardButton(button) == QMessageBox.StandardButton.Yes:
-                self._run(self._remove(str(folder["id"])))
-
-        box.buttonClicked.connect(answered)
-        self._confirm = box
-        box.open()
-        return box
+        self._confirm = confirm(
+            self,
+            "Remove folder",
+            f"Stop indexing {folder['path']}?",
+            "Its documents are forgotten by the agent. The files themselves are not touched.",
+            "Remove",
+            lambda: self._run(self._remove(str(folder["id"]))),
+        )
+        return self._confirm
 
     async def _remove(self, folder_id: str) -> None:
         await self.memory.remove_folder(folder_id)

@@ -18,6 +18,7 @@ from core.errors import classify
 from core.timeline.sessions import SessionInfo
 from ui.bridge import Bridge
 from ui.tasks import spawn
+from ui.widgets.confirm import confirm
 
 ID, TITLE, PINNED = Qt.ItemDataRole.UserRole, Qt.ItemDataRole.UserRole + 1, Qt.ItemDataRole.UserRole + 2
 ICON = 14
@@ -163,21 +164,15 @@ class ThreadList(QWidget):
         """Ask first, without blocking: the box is opened with open() and answers through a signal."""
         item = self.item_for(session_id)
         title = item.data(TITLE) if item else "this thread"
-        box = QMessageBox(QMessageBox.Icon.Question, "Delete thread", f"Delete “{title}”?", parent=self)
-        box.setInformativeText("Its messages and timeline are removed for good.")
-        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.button(QMessageBox.StandardButton.Yes).setText("Delete")
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-
-        def answered(button: Any) -> None:
-            if box.standardButton(button) == QMessageBox.StandardButton.Yes:
-                spawn(self.delete(session_id))
-
-        box.buttonClicked.connect(answered)
-        self._confirm = box
-        box.open()
-        return box
+        self._confirm = confirm(
+            self,
+            "Delete thread",
+            f"Delete “{title}”?",
+            "Its messages and timeline are removed for good.",
+            "Delete",
+            lambda: spawn(self.delete(session_id)),
+        )
+        return self._confirm
 
     def context_menu(self, session_id: str) -> QMenu:
         """The thread's actions (built apart from showing it, so it can be driven directly)."""
