@@ -1,0 +1,441 @@
+"""Joining a closed group: the join / challenge / proof / admit handshake, and revoking (docs/groups.md).
+
+1. The newcomer sends `shoal.control.join` with its name and keys, signed with the key inside it.
+2. One admitted member (an orchestrator if one is live, else the live member with the lowest agent id, so
+   one answers) sends a one-time `challenge`, addressed to the newcomer.
+3. The newcomer answers with a `proof`: an HMAC of the join secret over its name, keys and the challenge.
+4. The member checks the proof, asks a person first when `group.join_approval` is `manual`, and publishes
+   `shoal.control.admit` carrying the proof, so every member can check the admission itself.
+
+A challenge is good once and for 60 seconds, and a join request only while it is fresh: a copied exchange
+replayed later proves nothing. Each refusal is recorded in the timeline and the audit trail
+(`group.membership`), and the newcomer is told why with a `deny`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from core.errors import NetworkError, UserError
+from core.group import audit
+from core.group.envelope import Envelope, make
+from core.group.identity import Identity, PublicKey
+from core.group.intake import Incoming
+from core.group.membership import (
+    CONTROL_ADMIT,
+    CONTROL_CHALLENGE,
+    CONTROL_DENY,
+    CONTROL_JOIN,
+    CONTROL_PROOF,
+    CONTROL_REVOKE,
+    Admission,
+    proof_fields,
+)
+from core.group.outbox import OutItem
+from core.group.publisher import Outgoing, _writer
+from core.timeline.ids import TraceContext, new_id
+from core.timeline.store import Event
+
+if TYPE_CHECKING:
+    from core.group.node import GroupNode
+
+log = logging.getLogger(__name__)
+CHALLENGE_SECONDS = 60.0
+JOIN_FRESH_SECONDS = 120.0
+JOIN_RESEND_SECONDS = 10.0
+SESSION_HOURS = 1
+Approver = Callable[[dict[str, Any]], Awaitable[bool]]
+DENY_HINTS = {
+    "wrong-secret": "The join secret is wrong: ask the group's founder for a fresh invite (shoal group create).",
+    "revoked": "This agent was removed from the group; an admin cannot re-admit the same key.",
+    "name-mismatch": "This agent joined under another name before: keep that name (group.agent_name).",
+    "declined": "An admin declined the request.",
+    "approval-unavailable": "Manual approval is on but no admin is at a desktop to approve; try again later.",
+    "join-replayed": "The challenge was used or expired: run the join again.",
+}
+
+
+@dataclass
+class _Challenge:
+    joinid: str
+    newcomer: str
+    join: dict[str, Any]
+    challenge: str
+    expires: float
+    used: bool = False
+
+
+@dataclass
+class _Attempt:
+    joinid: str
+    done: asyncio.Future[Admission] = field(repr=False)
+
+
+class Onboarding:
+    def __init__(self, node: GroupNode) -> None:
+        self.node = node
+        self.approver: Approver | None = None
+        self._challenges: dict[str, _Challenge] = {}  # challenge envelope id -> what it asked
+        self._newcomer_keys: dict[str, PublicKey] = {}  # keys of agents this member challenged
+        self._attempt: _Attempt | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        node.on(CONTROL_JOIN, self._on_join, duplicate=self._on_repeat)
+        node.on(CONTROL_PROOF, self._on_proof, duplicate=self._on_repeat)
+        node.on(CONTROL_CHALLENGE, self._on_challenge)
+        node.on(CONTROL_DENY, self._on_deny)
+        node.on(CONTROL_ADMIT, self._on_admit)
+        node.on(CONTROL_REVOKE, self._on_revoke)
+
+    def key_for(self, agentid: str) -> PublicKey | None:
+        return self._newcomer_keys.get(agentid)
+
+    # --- the newcomer ------------------------------------------------------------------------------------
+
+    async def join(self, timeout: float) -> Admission:
+        """Ask to be admitted and wait for the answer. Returns at once if this agent is a member already."""
+        membership = self.node.membership
+        if membership.invite is None:
+            raise UserError("This agent holds no invite for the group.", "Run: shoal group join <invite code>")
+        own = membership.admitted.get(self.node.agent_id)
+        if own is not None and own.live():
+            return own
+        loop = asyncio.get_running_loop()
+        attempt = _Attempt(new_id(), loop.create_future())
+        self._attempt = attempt
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                await self._send_join(attempt.joinid)
+                wait = min(JOIN_RESEND_SECONDS, max(0.1, deadline - time.monotonic()))
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(asyncio.shield(attempt.done), wait)
+        finally:
+            self._attempt = None
+        raise NetworkError(
+            f"No member answered the join request within {timeout:.0f} s.",
+            "An admitted member must be online to let you in: start the founder's app or `shoal group run`.",
+        )
+
+    async def _send_join(self, joinid: str) -> None:
+        node = self.node
+        assert node.identity is not None
+        data = {
+            "agentid": node.agent_id,
+            "name": node.name,
+            "publickey": node.identity.public_b64,
+            "boxkey": node.box_public,
+            "joinid": joinid,
+        }
+        await node.publish(CONTROL_JOIN, data, suffix="control", key=node.agent_id, correlationid=joinid)
+
+    async def _on_challenge(self, incoming: Incoming, _event: Event) -> None:
+        envelope, attempt = incoming.envelope, self._attempt
+        data = envelope.data
+        if attempt is None or data.get("joinid") != attempt.joinid or envelope.recipient != self.node.agent_id:
+            return
+        node = self.node
+        assert node.identity is not None and node.membership.invite is not None
+        fields = {
+            "agentid": node.agent_id,
+            "name": node.name,
+            "publickey": node.identity.public_b64,
+            "boxkey": node.box_public,
+            "challenge": data.get("challenge", ""),
+            "joinid": attempt.joinid,
+        }
+        proof = node.membership.invite.proof(fields)
+        reply = {"joinid": attempt.joinid, "challengeid": envelope.id, "proof": proof}
+        await node.publish(
+            CONTROL_PROOF,
+            reply,
+            suffix="control",
+            key=node.agent_id,
+            correlationid=attempt.joinid,
+            causationid=envelope.id,
+            recipient=envelope.agentid,
+        )
+
+    async def _on_deny(self, incoming: Incoming, _event: Event) -> None:
+        data, attempt = incoming.envelope.data, self._attempt
+        if attempt is None or data.get("joinid") != attempt.joinid or attempt.done.done():
+            return
+        reason = str(data.get("reason", "refused"))
+        message = str(data.get("message", ""))[:300] or f"The group refused the join ({reason})."
+        attempt.done.set_exception(UserError(message, DENY_HINTS.get(reason, "Ask the group's founder.")))
+
+    async def _on_admit(self, incoming: Incoming, event: Event) -> None:
+        agentid = str(incoming.envelope.data.get("agentid", ""))
+        admission = self.node.membership.admitted.get(agentid)
+        attempt = self._attempt
+        mine = agentid == self.node.agent_id
+        if admission is not None and mine and attempt is not None and not attempt.done.done():
+            attempt.done.set_result(admission)
+
+    async def _on_revoke(self, incoming: Incoming, _event: Event) -> None:
+        target = str(incoming.envelope.data.get("agentid", ""))
+        if target in self.node.membership.revoked:
+            log.warning("group: %s was removed from the group by %s", target, incoming.envelope.agentid)
+
+    # --- the member that answers ---------------------------------------------------------------------------
+
+    def _answers(self, joiner: str) -> bool:
+        """One member answers a join: a live orchestrator, else the live member with the lowest agent id."""
+        node, membership = self.node, self.node.membership
+        if node.ephemeral or membership.status(node.agent_id) != "admitted" or not node.live():
+            return False
+        own = membership.admitted[node.agent_id]
+        if own.role == "ephemeral":
+            return False
+        pool = [
+            m
+            for m in node.members()
+            if membership.status(m.agentid) == "admitted" and "ephemeral" not in m.capabilities and m.agentid != joiner
+        ]
+        orchestrators = [m for m in pool if getattr(m, "role", "") == "orchestrator"]
+        pool = orchestrators or pool
+        return not pool or min(m.agentid for m in pool) == node.agent_id
+
+    async def _on_join(self, incoming: Incoming, event: Event) -> None:
+        envelope = incoming.envelope
+        membership = self.node.membership
+        if not membership.enforced or envelope.agentid == self.node.agent_id or not self._answers(envelope.agentid):
+            return
+        data = envelope.data
+        if _age(envelope.time) > JOIN_FRESH_SECONDS:
+            await self._refuse(envelope, "join-replayed", "a join request older than two minutes", deny=False)
+            return
+        why = self._admissible(envelope.agentid, str(data.get("name", "")))
+        if why is not None:
+            await self._refuse(envelope, *why)
+            return
+        key = PublicKey(str(data.get("publickey", "")))  # the intake checked it against the sender
+        self._newcomer_keys[envelope.agentid] = key
+        challenge = _b64(secrets.token_bytes(32))
+        expires = datetime.now(UTC) + timedelta(seconds=CHALLENGE_SECONDS)
+        joinid = str(data.get("joinid") or envelope.correlationid)
+        out, _ = await self.node.publish(
+            CONTROL_CHALLENGE,
+            {"joinid": joinid, "challenge": challenge, "expiresat": _iso(expires)},
+            suffix="control",
+            key=envelope.agentid,
+            correlationid=envelope.correlationid,
+            causationid=envelope.id,
+            recipient=envelope.agentid,
+        )
+        self._challenges[out.id] = _Challenge(
+            joinid, envelope.agentid, dict(data), challenge, time.monotonic() + CHALLENGE_SECONDS
+        )
+        self._forget_old()
+
+    def _admissible(self, agentid: str, name: str) -> tuple[str, str] | None:
+        membership = self.node.membership
+        if agentid in membership.revoked:
+            return "revoked", f"{agentid} was removed from the group"
+        known = membership.admitted.get(agentid)
+        if known is not None and known.role != "ephemeral" and known.name != name:
+            return "name-mismatch", f"{agentid} is a member as {known.name!r}, not {name!r}"
+        return None
+
+    async def _on_proof(self, incoming: Incoming, event: Event) -> None:
+        envelope = incoming.envelope
+        if envelope.recipient != self.node.agent_id or not self.node.membership.enforced:
+            return
+        data = envelope.data
+        open_ = self._challenges.get(str(data.get("challengeid", "")))
+        if open_ is None or open_.used or open_.newcomer != envelope.agentid:
+            await self._refuse(envelope, "join-replayed", "no open challenge for this proof (used, or never made)")
+            return
+        if time.monotonic() > open_.expires:
+            await self._refuse(envelope, "join-replayed", "the challenge expired")
+            return
+        open_.used = True
+        fields = {**open_.join, "challenge": open_.challenge, "joinid": open_.joinid}
+        invite = self.node.membership.invite
+        assert invite is not None
+        name = str(fields.get("name", ""))
+        if not invite.check(proof_fields(fields), data.get("proof")):
+            await self._refuse(envelope, "wrong-secret", "the proof does not match the group's join secret", name=name)
+            return
+        verdict = await self._approve(open_)
+        if verdict is not None:
+            await self._refuse(envelope, *verdict, name=name)
+            return
+        admit = {**proof_fields(fields), "proof": data.get("proof"), "role": "member", "admittedby": self.node.agent_id}
+        await self.node.publish(
+            CONTROL_ADMIT,
+            admit,
+            suffix="control",
+            key=open_.newcomer,
+            correlationid=envelope.correlationid,
+            causationid=envelope.id,
+        )
+        await self._record(
+            envelope, "admitted", f"{fields.get('name')} joined", status="ok", name=str(fields.get("name"))
+        )
+
+    async def _approve(self, challenge: _Challenge) -> tuple[str, str] | None:
+        if self.node.settings.join_approval != "manual":
+            return None
+        if self.approver is None:
+            return "approval-unavailable", "manual approval is on and nobody is here to approve"
+        request = {
+            "agentid": challenge.newcomer,
+            "name": str(challenge.join.get("name", "")),
+            "group": self.node.group_name,
+        }
+        try:
+            allowed = await self.approver(request)
+        except Exception as exc:
+            log.warning("group: asking to approve a join failed: %s", exc)
+            allowed = False
+        return None if allowed else ("declined", "an admin declined the request")
+
+    async def _on_repeat(self, incoming: Incoming, event: Event) -> None:
+        """The same join or proof envelope read again while live: someone re-sent recorded bytes."""
+        envelope = incoming.envelope
+        if not self.node.live() or not self.node.membership.enforced or envelope.agentid == self.node.agent_id:
+            return
+        if envelope.type == CONTROL_PROOF and envelope.recipient != self.node.agent_id:
+            return
+        if envelope.type == CONTROL_JOIN and not self._answers(envelope.agentid):
+            return
+        await self._refuse(envelope, "join-replayed", "an envelope of a past join exchange was sent again", deny=False)
+
+    # --- refusals and records ---------------------------------------------------------------------------
+
+    async def _refuse(self, envelope: Envelope, reason: str, detail: str, *, deny: bool = True, name: str = "") -> None:
+        log.warning("group: refused a join by %s (%s): %s", envelope.agentid, reason, detail)
+        await self._record(envelope, reason, detail, status="error", name=name)
+        if deny:
+            joinid = str(envelope.data.get("joinid") or envelope.correlationid)
+            message = f"The group refused the join ({reason}): {detail}."
+            await self.node.publish(
+                CONTROL_DENY,
+                {"joinid": joinid, "reason": reason, "message": message},
+                suffix="control",
+                key=envelope.agentid,
+                correlationid=envelope.correlationid,
+                causationid=envelope.id,
+                recipient=envelope.agentid,
+            )
+
+    async def _record(self, envelope: Envelope, outcome: str, detail: str, *, status: str, name: str = "") -> None:
+        """A `group.membership` event in the timeline and its audit record, in one transaction."""
+        node = self.node
+        remote = envelope.trace
+        trace = TraceContext(remote.trace_id, TraceContext.new_root().span_id, remote.span_id)
+        payload = {
+            "outcome": outcome,
+            "detail": detail[:300],
+            "agentid": envelope.agentid,
+            "name": (name or str(envelope.data.get("name", "")))[:100],
+            "envelope": envelope.summary("control"),
+        }
+        event = Event.new(
+            "group.membership",
+            session_id="",
+            trace=trace,
+            correlation_id=envelope.correlationid,
+            name=outcome,
+            status=status,
+            payload=payload,
+        )
+        items = node.audit_items([(audit.step_record(event), event)])
+        rows = await node.db.write(_writer(items, [event], None))
+        node.timeline.notify([event])
+        node.sender.hand(rows)
+
+    def _forget_old(self) -> None:
+        now = time.monotonic()
+        for cid in [c for c, ch in self._challenges.items() if ch.expires + CHALLENGE_SECONDS < now]:
+            del self._challenges[cid]
+
+    # --- admins and sessions ----------------------------------------------------------------------------
+
+    async def found(self) -> None:
+        """The founder admits itself (the root every member checks other admissions against)."""
+        await self._self_admit(self._signer(), "founder", "")
+
+    async def admit_session(self, parent: Identity, timeout: float) -> None:
+        """A short-lived command-line member, admitted for an hour by this machine's admitted identity."""
+        expires = _iso(datetime.now(UTC) + timedelta(hours=SESSION_HOURS))
+        await self._self_admit(parent, "ephemeral", expires)
+        if not await self.node.membership.wait_admitted(self.node.agent_id, timeout):
+            raise NetworkError(
+                "The group did not confirm this session's admission in time.",
+                "Check the connection (shoal kshark) and that this machine is a member.",
+            )
+
+    async def revoke(self, agentid: str, reason: str) -> None:
+        membership = self.node.membership
+        if not membership.is_admin(self._signer().agent_id):
+            raise UserError("Only the group's founder can remove members.", "Run this on the founder's machine.")
+        data = {"agentid": agentid, "reason": reason}
+        await self._publish_as(self._signer(), CONTROL_REVOKE, data, key=agentid)
+
+    def _signer(self) -> Identity:
+        """The identity that speaks for this machine: the persistent one for a session member."""
+        identity = self.node.parent_identity or self.node.identity
+        assert identity is not None
+        return identity
+
+    async def _self_admit(self, signer: Identity, role: str, expires: str) -> None:
+        node = self.node
+        assert node.identity is not None and node.membership.invite is not None
+        fields = {
+            "agentid": node.agent_id,
+            "name": node.name,
+            "publickey": node.identity.public_b64,
+            "boxkey": node.box_public,
+            "challenge": _b64(secrets.token_bytes(32)),
+            "joinid": new_id(),
+        }
+        data = {
+            **fields,
+            "proof": node.membership.invite.proof(fields),
+            "role": role,
+            "admittedby": signer.agent_id,
+            **({"expiresat": expires} if expires else {}),
+        }
+        await self._publish_as(signer, CONTROL_ADMIT, data, key=node.agent_id)
+
+    async def _publish_as(self, signer: Identity, event_type: str, data: dict[str, Any], *, key: str) -> None:
+        node = self.node
+        envelope = make(
+            signer,
+            node.group_name,
+            event_type,
+            data,
+            correlationid=new_id(),
+            trace=TraceContext.new_root(),
+            zone=node.settings.zone,
+        )
+        await node.commit([Outgoing(OutItem(envelope, node.topic("control"), key), None, [])])
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _age(sent: str) -> float:
+    try:
+        when = datetime.fromisoformat(sent.replace("Z", "+00:00"))
+    except ValueError:
+        return float("inf")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - when).total_seconds()
