@@ -26,6 +26,7 @@ ROSTER_LEAVE = "shoal.roster.leave"
 TASK_REQUEST = "shoal.task.request"
 TASK_PROGRESS = "shoal.task.progress"
 TASK_RESULT = "shoal.task.result"
+TASK_REPORT = "shoal.task.report"  # a child tells its parent it finished a task (docs/hierarchy.md)
 TRACE_SPAN = "shoal.trace.span"
 AUDIT_RECORD = "shoal.audit.record"
 MEMORY_ITEM = "shoal.memory.item"
@@ -210,11 +211,13 @@ def make(
     causationid: str | None = None,
     recipient: str | None = None,
     dataref: dict[str, Any] | None = None,
+    envelope_id: str | None = None,
 ) -> Envelope:
-    """A signed envelope. Pass `dataref` ({"uri", "digest", "size"}) instead of `data` for a large payload."""
+    """A signed envelope. Pass `dataref` ({"uri", "digest", "size"}) instead of `data` for a large payload;
+    `envelope_id` when the payload was sealed for a private zone (its ciphertext is bound to the id)."""
     attrs: dict[str, Any] = {
         "specversion": SPEC_VERSION,
-        "id": new_id(),
+        "id": envelope_id or new_id(),
         "source": f"shoal://{group}/{identity.agent_id}",
         "type": event_type,
         "time": now_iso(),

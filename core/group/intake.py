@@ -19,6 +19,16 @@ from typing import TYPE_CHECKING, Any
 from core.group.claimcheck import resolve
 from core.group.envelope import Envelope, EnvelopeRejected, parse
 from core.group.identity import PublicKey
+from core.group.membership import (
+    CONTROL_ADMIT,
+    CONTROL_CHALLENGE,
+    CONTROL_DENY,
+    CONTROL_JOIN,
+    CONTROL_REVOKE,
+    CONTROL_TYPES,
+    CONTROL_ZONE,
+)
+from core.group.zonegate import open_zone
 
 if TYPE_CHECKING:
     from core.group.node import GroupNode
@@ -85,6 +95,7 @@ class Intake:
         self.replaying: Callable[[], bool] = lambda: False  # still catching up on the history (set by the reader)
         self._awaiting = False
         self._side_rejected: list[Rejected] = []  # bad cards met while waiting for a card
+        self._side_signed: list[tuple[Incoming, PublicKey]] = []  # control envelopes read meanwhile
         self._unknown: dict[str, float] = {}  # agent id -> until when not to wait for its card again
 
     async def check(self, batch: dict[Any, list[Any]]) -> tuple[list[Incoming], list[Rejected]]:
@@ -101,10 +112,18 @@ class Intake:
                 elif isinstance(outcome, tuple):
                     envelope, key = outcome
                     signed.append((Incoming(envelope, tp.topic, tp.partition, record.offset), key))
+        signed += self._side_signed
+        self._side_signed = []
         verdicts = await verify_all([(incoming.envelope, key) for incoming, key in signed])
         accepted: list[Incoming] = []
         for (incoming, _key), ok in zip(signed, verdicts, strict=True):
-            checked = await self._resolve(incoming.envelope, incoming.topic) if ok else _bad_signature(incoming)
+            checked: Envelope | EnvelopeRejected | None = (
+                await self._resolve(incoming.envelope, incoming.topic) if ok else _bad_signature(incoming)
+            )
+            if isinstance(checked, Envelope):
+                checked = open_zone(self.node, checked, incoming.topic)
+            if checked is None:
+                continue  # sealed for a zone this agent is not in: not ours, like a record addressed elsewhere
             if isinstance(checked, EnvelopeRejected):
                 rejected.append(Rejected(checked, incoming.topic, incoming.partition, incoming.offset))
             else:
@@ -135,14 +154,62 @@ class Intake:
             return None
         if node.roster.is_roster_type(envelope.type):  # self-certifying: checked with the key inside the card
             return self._apply_card(envelope, topic) if topic in self.replay else None
+        if envelope.type in CONTROL_TYPES:
+            return self._control(envelope, topic)
+        membership = node.membership
         key = node.roster.key_for(envelope.agentid)
-        if key is None and self._unknown.get(envelope.agentid, 0.0) < time.monotonic():
-            key = await self._await_card(envelope.agentid)
-            if key is None:  # don't wait again for a while: a flood of forgeries must not stall the reader
+        ready = key is not None and membership.allows(envelope.agentid)
+        if not ready and self._unknown.get(envelope.agentid, 0.0) < time.monotonic():
+            ready = await self._await_sender(envelope.agentid)
+            key = node.roster.key_for(envelope.agentid) or membership.key_for(envelope.agentid)
+            if not ready:  # don't wait again for a while: a flood of forgeries must not stall the reader
                 self._unknown[envelope.agentid] = time.monotonic() + UNKNOWN_SENDER_QUIET
+        if not membership.allows(envelope.agentid):
+            status = membership.status(envelope.agentid)
+            reason = "revoked" if status == "revoked" else "not-admitted"
+            return EnvelopeRejected(reason, f"{envelope.agentid} is not a member ({status})", envelope.summary(topic))
         if key is None:
             return EnvelopeRejected("unknown-sender", f"no roster card for {envelope.agentid}", envelope.summary(topic))
         return envelope, key
+
+    def _control(self, envelope: Envelope, topic: str) -> tuple[Envelope, PublicKey] | EnvelopeRejected | None:
+        """Onboarding envelopes: a join is checked with the key inside it; admissions and revocations with
+        their signer's admission, and take effect at once (a later record may be from the newly admitted)."""
+        node = self.node
+        if envelope.type == CONTROL_JOIN:
+            try:
+                key = PublicKey(str(envelope.data.get("publickey", "")))
+            except ValueError:
+                return EnvelopeRejected("malformed", "a join without a valid public key", envelope.summary(topic))
+            if key.agent_id != envelope.agentid:
+                return EnvelopeRejected("bad-signature", "the join's key is not the sender's", envelope.summary(topic))
+            return envelope, key
+        found = (
+            node.membership.signer_key(envelope)
+            or node.roster.key_for(envelope.agentid)
+            or node.onboarding.key_for(envelope.agentid)
+            or (
+                node.membership.held_key(envelope.agentid)
+                if envelope.type in (CONTROL_CHALLENGE, CONTROL_DENY)
+                else None
+            )
+        )
+        if found is None:
+            if not node.membership.enforced:
+                return None  # an open group has no onboarding to follow
+            return EnvelopeRejected("not-admitted", f"{envelope.agentid} is not a member", envelope.summary(topic))
+        if envelope.type in (CONTROL_ADMIT, CONTROL_REVOKE, CONTROL_ZONE):
+            if not envelope.verify(found):
+                return EnvelopeRejected("bad-signature", "signature does not verify", envelope.summary(topic))
+            zones = node.zones
+            refused = (
+                zones.apply(envelope)
+                if envelope.type == CONTROL_ZONE and zones is not None
+                else node.membership.apply(envelope)
+            )
+            if refused is not None:
+                return refused
+        return envelope, found
 
     async def _resolve(self, envelope: Envelope, topic: str) -> Envelope | EnvelopeRejected:
         try:
@@ -153,37 +220,51 @@ class Intake:
             return EnvelopeRejected("unresolvable", str(exc), envelope.summary(topic))
 
     def _apply_card(self, envelope: Envelope, topic: str) -> EnvelopeRejected | None:
-        """A roster card takes effect at once (a later record in this batch may need its key)."""
+        """A roster card takes effect at once (a later record in this batch may need its key). In a closed
+        group, the card of an agent not admitted (yet) is held back until its admission is read."""
         try:
-            self.node.roster.apply(envelope, replayed=self.replaying())
+            self.node.roster.check_card(envelope)
+            if not self.node.membership.hold_card(envelope, self.replaying()):
+                self.node.roster.apply(envelope, replayed=self.replaying())
         except ValueError as exc:
             return EnvelopeRejected("bad-signature", str(exc), envelope.summary(topic))
         return None
 
-    async def _await_card(self, agentid: str) -> PublicKey | None:
-        """Wait for the card of a sender not in the roster yet. A reader that reads the roster topic itself
-        pauses its other partitions and reads only that one meanwhile (records already in hand wait)."""
+    async def _await_sender(self, agentid: str) -> bool:
+        """Wait for the card (and in a closed group the admission) of a sender not known yet. A reader that
+        reads the roster and control topics itself pauses its other partitions and reads only those
+        meanwhile (records already in hand wait)."""
+        node = self.node
+
+        def ready() -> bool:
+            return node.roster.key_for(agentid) is not None and node.membership.allows(agentid)
+
         if not self.replay or self.consumer is None:
-            return await self.node.roster.wait_for_key(agentid, UNKNOWN_SENDER_GRACE)
-        if self._awaiting:  # a non-card record from another unknown sender on the roster topic: no nesting
-            return None
+            if await node.roster.wait_for_key(agentid, UNKNOWN_SENDER_GRACE) is None:
+                return False
+            return await node.membership.wait_admitted(agentid, UNKNOWN_SENDER_GRACE)
+        if self._awaiting:  # a record from another unknown sender on the roster topic: no nesting
+            return False
         self._awaiting = True
         consumer = self.consumer
         others = [tp for tp in consumer.assignment() if tp.topic not in self.replay]
         consumer.pause(*others)
         deadline = time.monotonic() + UNKNOWN_SENDER_GRACE
         try:
-            while (key := self.node.roster.key_for(agentid)) is None and time.monotonic() < deadline:
+            while not ready() and time.monotonic() < deadline:
                 batch = await consumer.getmany(timeout_ms=100, max_records=500)
                 for tp, records in batch.items():
                     for record in records:
                         outcome = await self._route(record.value, tp.topic)
                         if isinstance(outcome, EnvelopeRejected):
                             self._side_rejected.append(Rejected(outcome, tp.topic, tp.partition, record.offset))
+                        elif isinstance(outcome, tuple):
+                            incoming = Incoming(outcome[0], tp.topic, tp.partition, record.offset)
+                            self._side_signed.append((incoming, outcome[1]))
         finally:
             consumer.resume(*others)
             self._awaiting = False
-        return key
+        return ready()
 
 
 def _bad_signature(incoming: Incoming) -> EnvelopeRejected:

@@ -36,6 +36,7 @@ from core.group.membership import (
     CONTROL_JOIN,
     CONTROL_PROOF,
     CONTROL_REVOKE,
+    CONTROL_ZONE,
     Admission,
     proof_fields,
 )
@@ -380,6 +381,13 @@ class Onboarding:
             raise UserError("Only the group's founder can remove members.", "Run this on the founder's machine.")
         data = {"agentid": agentid, "reason": reason}
         await self._publish_as(self._signer(), CONTROL_REVOKE, data, key=agentid)
+
+    async def define_zone(self, zone: str, members: list[str], description: str = "") -> None:
+        """Define, change (a new member list replaces the old) or remove (no members) a private zone."""
+        if not self.node.membership.is_admin(self._signer().agent_id):
+            raise UserError("Only the group's founder can define zones.", "Run this on the founder's machine.")
+        data = {"zone": zone, "members": members, "description": description}
+        await self._publish_as(self._signer(), CONTROL_ZONE, data, key=zone)
 
     def _signer(self) -> Identity:
         """The identity that speaks for this machine: the persistent one for a session member."""

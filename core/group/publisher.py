@@ -11,17 +11,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from core.errors import UserError
 from core.group import audit
 from core.group.claimcheck import seal
 from core.group.envelope import AUDIT_RECORD, TRACE_SPAN, Envelope, make
 from core.group.outbox import OutItem, OutRow, write_rows
-from core.timeline.ids import TraceContext
+from core.timeline.ids import TraceContext, new_id
 from core.timeline.store import Event, Timeline
 
 if TYPE_CHECKING:
     from core.group.artifacts import ArtifactStore
     from core.group.identity import Identity
     from core.group.outbox import OutboxSender
+    from core.group.zones import Zones
     from core.settings import GroupSettings
     from core.timeline.db import Database
 
@@ -37,6 +39,7 @@ class Publisher:
     identity: Identity | None
     store: ArtifactStore | None
     sender: OutboxSender
+    zones: Zones | None
 
     @property
     def group_name(self) -> str:
@@ -74,22 +77,27 @@ class Publisher:
         causationid: str | None = None,
         recipient: str | None = None,
         record: bool = True,
+        zone: str = "",
     ) -> Outgoing:
-        """A signed envelope with its outbox items and timeline event, not yet written (see `commit`)."""
+        """A signed envelope with its outbox items and timeline event, not yet written (see `commit`).
+        `zone`: the envelope's zone (default group.zone); a private zone's payload is sealed for its members."""
         assert self.identity is not None, "start() the node first"
         trace = parent.child() if parent else TraceContext.new_root()
-        dataref = await seal(data, self.store, self.settings.max_inline_bytes)
+        zone = zone or self.settings.zone
+        wire_data, envelope_id = self._sealed(event_type, data, zone)
+        dataref = await seal(wire_data, self.store, self.settings.max_inline_bytes)
         envelope = make(
             self.identity,
             self.group_name,
             event_type,
-            None if dataref else data,
+            None if dataref else wire_data,
             correlationid=correlationid,
             trace=trace,
-            zone=self.settings.zone,
+            zone=zone,
             causationid=causationid,
             recipient=recipient,
             dataref=dataref,
+            envelope_id=envelope_id,
         )
         topic_name = self.topic(suffix)
         event, records = None, []
@@ -105,6 +113,30 @@ class Publisher:
             )
             records.append((audit.envelope_record("sent", event, envelope, topic=topic_name), event))
         return Outgoing(OutItem(envelope, topic_name, key), event, records)
+
+    def _sealed(self, event_type: str, data: dict[str, Any], zone: str) -> tuple[dict[str, Any], str | None]:
+        """The payload as it goes on the wire: sealed for the members of a private zone (with the envelope id
+        the ciphertext is bound to), as it is otherwise."""
+        zones = self.zones
+        if zones is None or not zones.is_private(zone):
+            return data, None
+        from core.group import zonecrypt
+
+        if not zones.allows(self.agent_id, zone):
+            raise UserError(f"This agent is not in zone {zone!r}.", "The group's founder adds it: shoal zone add")
+        recipients = zones.recipients(zone)
+        if not recipients:
+            raise UserError(f"No member of zone {zone!r} has an encryption key yet.", "Members rejoin the group.")
+        envelope_id = new_id()
+        identity = {
+            "id": envelope_id,
+            "type": event_type,
+            "zone": zone,
+            "agentid": self.agent_id,
+            "group": self.group_name,
+        }
+        aad = zonecrypt.aad_for(identity)
+        return {"sealed": zonecrypt.seal(data, recipients=recipients, aad=aad)}, envelope_id
 
     async def commit(self, outgoing: list[Outgoing], also: Also | None = None) -> None:
         """Write envelopes (in order), their events and `also` in one transaction, then hand them to the sender:
