@@ -61,8 +61,8 @@ def _save_group(obj: Context, name: str, bootstrap: list[str], protocol: str) ->
 @click.pass_obj
 def create(obj: Context, name: str, bootstrap: tuple[str, ...], force: bool, wait: float) -> None:
     """Found a closed group: make its join secret, admit this agent as founder, print the invite ONCE."""
-    from core.group.identity import load_or_create
-    from core.group.invite import Invite, forget_invite, store_invite
+    from core.group import founding
+    from core.group.invite import forget_invite
 
     current = obj.settings().settings.group
     servers = list(bootstrap) or current.bootstrap_servers
@@ -70,28 +70,16 @@ def create(obj: Context, name: str, bootstrap: tuple[str, ...], force: bool, wai
     scope = str(loaded.settings.paths.data_path())
 
     async def main() -> str:
-        identity = await asyncio.to_thread(load_or_create, name, scope)
-        invite = Invite.create(name, identity.agent_id, servers, current.security_protocol)
-        await asyncio.to_thread(store_invite, invite, scope)
+        invite = await founding.make_invite(name, scope, servers, current.security_protocol)
         try:
             core = await _own_identity_core(loaded, wait)
+            try:
+                await founding.found(core.group.node, force=force, wait=wait)
+            finally:
+                await core.stop()
         except BaseException:
-            forget_invite(name, scope)
+            forget_invite(name, scope)  # nothing half-founded stays behind
             raise
-        try:
-            node = core.group.node
-            others = [m for m in node.members() if m.agentid != node.agent_id]
-            if others and not force:
-                forget_invite(name, scope)
-                raise UserError(
-                    f"Agents already announce in group {name!r} ({len(others)}).",
-                    "Pick another name, or pass --force to close this group under a new secret.",
-                )
-            await node.onboarding.found()
-            if not await node.membership.wait_admitted(node.agent_id, wait):
-                raise UserError("The founding record did not come back from the broker.", "Run shoal kshark.")
-        finally:
-            await core.stop()
         return invite.code()
 
     code = run_async(main())

@@ -31,7 +31,7 @@ async def _with_group(obj: Context, wait: float, action: Any) -> Any:
 def _resolve(node: Any, who: str) -> str:
     """An agent id from a name or id prefix, among admitted members and the live roster."""
     rows = [(r["agentid"], r.get("name", "")) for r in node.membership.rows() if r.get("role") != "ephemeral"]
-    rows += [(m.agentid, m.name) for m in node.members()]
+    rows += [(m.agentid, m.name) for m in node.members() if "ephemeral" not in m.capabilities]
     hits = {a for a, n in rows if n == who or a == who} or {a for a, _ in rows if len(who) >= 6 and a.startswith(who)}
     if len(hits) != 1:
         raise UserError(f"No single member matches {who!r}.", "See them: shoal group membership")
