@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import NetworkError, UserError
 from core.group import audit
 from core.group.envelope import Envelope, make
+from core.group.hierarchy import is_orchestrator
 from core.group.identity import Identity, PublicKey
 from core.group.intake import Incoming
 from core.group.membership import (
@@ -200,7 +201,7 @@ class Onboarding:
             for m in node.members()
             if membership.status(m.agentid) == "admitted" and "ephemeral" not in m.capabilities and m.agentid != joiner
         ]
-        orchestrators = [m for m in pool if getattr(m, "role", "") == "orchestrator"]
+        orchestrators = [m for m in pool if is_orchestrator(m)]
         pool = orchestrators or pool
         return not pool or min(m.agentid for m in pool) == node.agent_id
 

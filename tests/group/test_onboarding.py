@@ -86,6 +86,26 @@ async def test_invite_join_admit_and_work_together(kafka_broker: TansuBroker, tm
             assert [e.name for e in events] == ["admitted"] and events[0].payload["name"] == "newbie"
         audit = await read_all(kafka_broker.bootstrap, f"group.{group}.audit")
         assert b'"membership"' in b"".join(r.value for r in audit)  # the admission reached the audit trail
+        control = await read_all(kafka_broker.bootstrap, f"group.{group}.control")
+        kinds = _validate_against_schema(control)
+        assert {"shoal.control.join", "shoal.control.challenge", "shoal.control.proof", "shoal.control.admit"} <= kinds
+
+
+def _validate_against_schema(records: list[Any]) -> set[str]:
+    """Every control record as docs/protocol.md's JSON Schema describes it; the types seen."""
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    schema_path = Path(__file__).resolve().parents[2] / "resources" / "schemas" / "envelope.schema.json"
+    validator = Draft202012Validator(json.loads(schema_path.read_text()))
+    kinds = set()
+    for record in records:
+        attrs = json.loads(record.value)
+        errors = [e.message for e in validator.iter_errors(attrs)]
+        assert not errors, (attrs["type"], errors)
+        kinds.add(attrs["type"])
+    return kinds
 
 
 async def test_never_admitted_agent_is_ignored_and_audited(kafka_broker: TansuBroker, tmp_path: Path) -> None:
