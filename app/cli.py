@@ -182,13 +182,20 @@ def chat(obj: Context, session: str | None) -> None:
 def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     from app import (  # noqa: F401 - registers their commands
+        cli_claims,
         cli_config,
+        cli_get,
         cli_group,
+        cli_group_admin,
+        cli_group_status,
         cli_inspect,
+        cli_kshark,
         cli_memory,
         cli_policy,
+        cli_replay,
         cli_schedule,
         cli_serve,
+        cli_zones,
     )
 
     try:

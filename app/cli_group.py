@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import signal
 import sys
@@ -22,6 +21,7 @@ from rich.tree import Tree
 
 from app import render
 from app.cli import Context, cli, run_async
+from app.cli_kshark import kshark_options, run_report
 from app.wiring import build_core
 from core.errors import UserError
 from core.policy.labels import NAMES as LABELS
@@ -47,6 +47,7 @@ async def _ephemeral_core(obj: Context, wait: float) -> Any:
         runtime = await core.join_group(ephemeral=True)
         await runtime.node.wait_online(wait)
         await runtime.node.roster_caught_up(wait)
+        await runtime.admit_session(wait)  # a closed group admits this short-lived session first
     except BaseException:
         await core.stop()
         raise
@@ -61,20 +62,25 @@ def members(obj: Context, as_json: bool, wait: float) -> None:
     """The live roster: every member heard from within three heartbeats."""
 
     async def main() -> None:
+        from core.group.hierarchy import placement, tree
+
         core = await _ephemeral_core(obj, wait)
         try:
-            own = core.group.node.agent_id
-            cards = [m.card() for m in core.group.members() if m.agentid != own]
+            own, members = core.group.node.agent_id, core.group.members()
+            limit = core.settings.group.max_hierarchy_depth
+            cards = [  # in tree order: each parent followed by its children
+                {**m.card(), **placement(m, members, limit)} for m, _depth in tree(members) if m.agentid != own
+            ]
         finally:
             await core.stop()
         if as_json:
             print(json.dumps(cards, indent=2))
             return
-        table = Table("name", "agent id", "skills", "model", "status", "tasks", "zone", "last seen")
+        table = Table("name", "agent id", "skills", "model", "status", "tasks", "zone", "last seen", "parent")
         for card in cards:
             skills = ", ".join(s["name"] for s in card["skills"]) or "—"
             table.add_row(
-                card["name"],
+                _tree_name(card),
                 card["agentid"][:12],
                 skills,
                 card["model"] or "—",
@@ -82,10 +88,28 @@ def members(obj: Context, as_json: bool, wait: float) -> None:
                 str(card["activetasks"]),
                 card["zone"],
                 card["lastseen"][11:19],
+                _parent_text(card),
             )
         out.print(table if cards else "[dim]No members are online in this group.[/dim]")
 
     run_async(main())
+
+
+def _tree_name(card: dict[str, Any]) -> str:
+    """The name indented by its depth in the hierarchy, with the orchestrator badge."""
+    badge = " [bold magenta]★ orchestrator[/bold magenta]" if card.get("orchestrator") else ""
+    indent = "  " * max(0, int(card.get("depth") or 0) - 1) + ("└ " if card.get("depth") else "")
+    return f"{indent}{card['name']}{badge}"
+
+
+def _parent_text(card: dict[str, Any]) -> str:
+    """Its parent's name (by default: the only orchestrator), or why it is not a valid child."""
+    if card.get("hierarchyproblem"):
+        return f"[red]{card['hierarchyproblem']}[/red]"
+    name = str(card.get("parentname") or "")
+    if name and not card.get("effectiveparent"):
+        return f"{name} [dim](not in the roster)[/dim]"
+    return f"{name} [dim](default)[/dim]" if name and card.get("parentbydefault") else name or "—"
 
 
 @group.command("run")
@@ -120,30 +144,13 @@ def run_member(obj: Context, yes: bool) -> None:
 
 
 @group.command("test")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--no-probe", is_flag=True, help="skip the produce/consume probe")
-@click.option("--timeout", default=5.0, show_default=True)
+@kshark_options
 @click.pass_obj
-def test_connection(obj: Context, as_json: bool, no_probe: bool, timeout: float) -> None:
-    """Check each step to the group's brokers: DNS, TCP, TLS, metadata, topics, a produce/consume probe."""
-    from core.group.diagnostics import run_checks
-
-    settings = obj.settings().settings.group
-
-    async def main() -> int:
-        failed = False
-        async for check in run_checks(settings, probe=not no_probe, timeout=timeout):
-            failed = failed or check.status == "fail"
-            if as_json:
-                print(json.dumps(dataclasses.asdict(check)), flush=True)
-                continue
-            colour = {"ok": "green", "warn": "yellow", "fail": "red"}.get(check.status, "dim")
-            out.print(f"[{colour}]{check.status.upper():4}[/{colour}] {check.name}: {check.detail}")
-            if check.hint and check.status != "ok":
-                out.print(f"     [dim]{check.hint}[/dim]")
-        return 1 if failed else 0
-
-    sys.exit(run_async(main()))
+def test_connection(
+    obj: Context, as_json: bool, bootstrap: tuple[str, ...], timeout: float, no_probe: bool, strict: bool
+) -> None:
+    """The same report as `shoal kshark` (an alias): every step to the group's brokers, one line each."""
+    run_report(obj, as_json=as_json, bootstrap=bootstrap, timeout=timeout, probe=not no_probe, strict=strict)
 
 
 @group.command("set-password")
@@ -162,25 +169,43 @@ def set_password(obj: Context, password: str) -> None:
 @click.argument("text")
 @click.option("--skill", default="", help="send to this skill's work queue")
 @click.option("--to", "to", default="", help="send to this agent (name or id)")
+@click.option("--children", is_flag=True, help="send to this agent's least busy child (with --skill: one offering it)")
+@click.option("--zone", default="", help="a private zone: sealed for its members, taken by one of them")
 @click.option("--deadline", type=float, help="seconds the task may take (default: group.task_deadline)")
 @click.option("--json", "as_json", is_flag=True, help="print progress and result as JSON lines")
 @click.option("--wait", default=15.0, show_default=True, help="seconds to wait for the broker")
 @click.option("--label", type=click.Choice(LABELS), help="the task's label (default: classifier rules, else default)")
 @click.pass_obj
 def dispatch(
-    obj: Context, text: str, skill: str, to: str, deadline: float | None, as_json: bool, wait: float, label: str | None
+    obj: Context,
+    text: str,
+    skill: str,
+    to: str,
+    children: bool,
+    deadline: float | None,
+    as_json: bool,
+    wait: float,
+    label: str | None,
+    zone: str,
 ) -> None:
     """Send a task to the group and stream its answer (exit 0 when it succeeded). The policy must let the task's
-    label go to the peer (see `shoal policy check --action peer`)."""
-    if bool(skill) == bool(to):
-        raise click.UsageError("give exactly one of --skill or --to")
+    label go to the peer (see `shoal policy check --action peer`). `--children` addresses it to one of this
+    agent's children in the group's hierarchy (docs/hierarchy.md)."""
+    if children and to:
+        raise click.UsageError("--children picks the child itself: drop --to")
+    if not children and bool(skill) == bool(to):
+        raise click.UsageError("give exactly one of --skill or --to (or --children)")
 
     async def main() -> int:
         core = await _ephemeral_core(obj, wait)
         try:
-            handle = await core.group.dispatch(text, skill=skill, to=to, deadline=deadline, label=label)
+            handle = await core.group.dispatch(
+                text, skill=skill, to=to, deadline=deadline, label=label, to_children=children, zone=zone
+            )
             if not as_json:
-                render.err.print(f"[dim]task {handle.taskid} → {skill or to}[/dim]")
+                child = core.group.node.roster.get(handle.recipient) if children else None
+                where = f"child {child.name}" + (f" (skill {skill})" if skill else "") if child else skill or to
+                render.err.print(f"[dim]task {handle.taskid} → {where}[/dim]")
             result, streamed = None, False
             async for update in handle:
                 if as_json:

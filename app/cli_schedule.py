@@ -66,6 +66,7 @@ def schedule() -> None:
 @click.option("--name", default="", help="a short name (default: the start of the prompt)")
 @click.option("--catch-up", type=click.Choice(["once", "skip"]), help="missed runs (default: schedule.catch_up)")
 @click.option("--no-notify", is_flag=True, help="no desktop notification when it runs")
+@click.option("--claim", default="", metavar="KEY", help="group work key: each time runs once across the group")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def add(
@@ -77,15 +78,18 @@ def add(
     name: str,
     catch_up: str | None,
     no_notify: bool,
+    claim: str,
     as_json: bool,
 ) -> None:
-    """Add a job: PROMPT runs on the schedule given by exactly one of --cron, --every, --at."""
+    """Add a job: PROMPT runs on the schedule given by exactly one of --cron, --every, --at. With --claim KEY, the
+    same job added on several machines of a group runs each time on one of them (docs/coordination.md)."""
 
     async def main() -> None:
         async with _store(obj) as store:
             job = await store.add(
-                prompt, cron=cron, every=every, at=at_, name=name, catch_up=catch_up, notify=not no_notify
-            )
+                prompt, cron=cron, every=every, at=at_, name=name, catch_up=catch_up, notify=not no_notify,
+                group_claim=claim or None,
+            )  # fmt: skip
             if as_json:
                 click.echo(json.dumps(job.to_dict()))
                 return
@@ -154,6 +158,8 @@ def show(obj: Context, job_id: str, limit: int, as_json: bool) -> None:
             out.print(f"  next run  {_next_text(job, now)}")
             out.print(f"  catch-up  {job.catch_up or 'from settings (schedule.catch_up)'}")
             out.print(f"  notify    {'yes' if job.notify else 'no'}")
+            if job.group_claim:
+                out.print(f"  claim     {job.group_claim}  [dim](runs once across the group)[/dim]", markup=True)
             out.print(f"  thread    {job.session_id}  [dim](shoal timeline -s {job.session_id})[/dim]")
             out.print("  prompt")
             out.print(f"    {job.prompt}", markup=False)

@@ -201,13 +201,13 @@ class AgentCore:
             await asyncio.wait(list(self._background), timeout=timeout)
         await self._release()
 
-    async def join_group(self, *, ephemeral: bool = False) -> Any:
+    async def join_group(self, *, ephemeral: bool = False, identity: Any = None) -> Any:
         """Attach to the configured Kafka group. Returns at once: connecting goes on in the background
         (see `GroupNode`), and local chat works whatever the broker does."""
         if self.group is None:
             from core.group.runtime import GroupRuntime
 
-            runtime = GroupRuntime(self, self.settings.group, ephemeral=ephemeral)
+            runtime = GroupRuntime(self, self.settings.group, ephemeral=ephemeral, identity=identity)
             await runtime.start()
             self.group = runtime
             self._agent = None  # the agent's tool list now includes delegate / ask_peer

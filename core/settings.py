@@ -132,6 +132,15 @@ class GroupSettings(_Section):
     description: str = Field("", description="what this agent is good at, for the roster")
     skills: list[SkillSettings] = Field(default_factory=list, description="skill queues this agent takes tasks from")
     zone: str = Field("public", description="zone carried on every envelope this agent sends")
+    admission: Literal["auto", "open"] = Field(
+        "auto",
+        description="auto: a closed group when this agent holds the group's join secret (shoal group create/join); "
+        "open: everyone who announces takes part (protocol 1.0)",
+    )
+    join_approval: Literal["auto", "manual"] = Field(
+        "auto", description="manual: a person approves each newcomer this agent admits (desktop or shoal serve)"
+    )
+    join_timeout: float = Field(60.0, gt=0, description="seconds `shoal group join` waits for a member to answer")
     heartbeat_interval: float = Field(5.0, gt=0, description="seconds between heartbeats; 3 missed drop a peer")
     partitions: int = Field(6, ge=1, description="partitions of the skill queues, traces and audit topics it creates")
     replication_factor: int = Field(1, ge=1, description="replicas of topics this agent creates (3 on real clusters)")
@@ -140,6 +149,14 @@ class GroupSettings(_Section):
     max_inline_bytes: int = Field(256 * 1024, ge=1024, description="larger payloads travel by reference")
     task_deadline: float = Field(120.0, gt=0, description="seconds a dispatched task may take by default")
     max_delegation_depth: int = Field(3, ge=0, description="how deep peers may re-delegate a task")
+    parent: str = Field("", description="name or agent id of this agent's parent in the group (docs/hierarchy.md)")
+    role: Literal["member", "orchestrator"] = Field("member", description="orchestrator: default parent, shown so")
+    max_hierarchy_depth: int = Field(4, ge=0, description="a child deeper than this is not a valid child")
+    lag_warn_messages: int = Field(1000, ge=0, description="lag warning: records behind on a partition (0: off)")
+    lag_warn_seconds: float = Field(30.0, ge=0, description="lag warning: age of the oldest unread record (0: off)")
+    lag_warn_after: float = Field(
+        10.0, ge=0, description="seconds lag must stay over a threshold to warn, and under it to clear"
+    )
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     client: KafkaClientSettings = Field(default_factory=KafkaClientSettings)
 

@@ -5,6 +5,7 @@ Owned by `Bridge` (as `bridge.group`) and reached only through it, so widgets ne
 a node or a roster. The runtime comes and goes (joining, leaving, settings applied), and the node swaps its
 roster when it starts, so listeners are hooked by `sync()` whenever the core's runtime is a new object:
 after every command here, and by the roster pane once the core has started (the core may join on start).
+Closed groups (founding, joining with an invite, membership, zones) are `self.admin`, a `ui.group_admin.GroupAdmin`.
 
 Roster changes arrive with every heartbeat of every member; they are coalesced into one `rosterChanged`
 per `ROSTER_COALESCE_MS`, so a large group never makes the table redraw dozens of times a second.
@@ -27,6 +28,7 @@ from shiboken6 import isValid
 from core.errors import UserError
 from core.service import AgentCore
 from core.settings import GroupSettings, LoadedSettings, load_settings
+from ui.group_admin import GroupAdmin
 from ui.group_form import SASL_PROTOCOLS, InvalidGroupSettings, changed_values, check
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class GroupStatus:
 class GroupBridge(QObject):
     groupState = Signal(str, str)  # state (off | stopped | connecting | online | offline), detail
     rosterChanged = Signal()  # members joined, left, expired or re-announced (coalesced)
+    lagWarning = Signal(bool, str)  # a consumed partition stays behind the lag limits (docs/lag.md); detail
     settingsApplied = Signal(object)  # LoadedSettings, after connect/disconnect wrote config.toml and applied it
 
     def __init__(self, core: AgentCore, loaded: LoadedSettings | None = None, parent: QObject | None = None) -> None:
@@ -73,6 +76,7 @@ class GroupBridge(QObject):
         self._roster_timer.setSingleShot(True)
         self._roster_timer.setInterval(ROSTER_COALESCE_MS)
         self._roster_timer.timeout.connect(self.rosterChanged.emit)
+        self.admin = GroupAdmin(self)  # closed groups: create, join with an invite, members, zones
 
     # --- following the runtime -----------------------------------------------------------------
 
@@ -85,7 +89,12 @@ class GroupBridge(QObject):
         if runtime is not None:
             runtime.node.add_state_listener(lambda _state, _error, r=runtime: self._on_state(r))
             runtime.node.roster.add_listener(lambda _change, _member, r=runtime: self._on_roster(r))
+            runtime.node.lag_monitor.add_listener(lambda _rows, r=runtime: self._on_lag(r))
+            runtime.node.membership.add_listener(lambda _change, _agent, r=runtime: self._on_roster(r))
+            if runtime.node.zones is not None:
+                runtime.node.zones.add_listener(lambda _zone, r=runtime: self._on_roster(r))
         self._emit_state()
+        self._emit_lag()
         self._roster_timer.start()
 
     def _on_state(self, runtime: Any) -> None:
@@ -99,6 +108,14 @@ class GroupBridge(QObject):
     def _on_roster(self, runtime: Any) -> None:
         if isValid(self) and runtime is self._runtime and not self._roster_timer.isActive():
             self._roster_timer.start()
+
+    def _on_lag(self, runtime: Any) -> None:
+        if isValid(self) and runtime is self._runtime:
+            self._emit_lag()
+
+    def _emit_lag(self) -> None:
+        warnings = [row for row in self.lag_rows() if row["warning"]]
+        self.lagWarning.emit(bool(warnings), _lag_detail(warnings))
 
     def _emit_state(self) -> None:
         status = self.group_state()
@@ -128,12 +145,50 @@ class GroupBridge(QObject):
         )
 
     def group_members(self) -> list[dict[str, Any]]:
-        """Each member's card (`Member.card()`), plus `isself` for this agent's own row; sorted by name."""
+        """Each member's card (`Member.card()`), plus `isself` for this agent's own row and its place in the
+        hierarchy (`hierarchy.placement`: parent, children, depth, orchestrator); in tree order: by name, each
+        parent followed by its children (a group without a hierarchy is simply by name)."""
+        from core.group.hierarchy import placement, tree
+
         runtime = self.core.group
         if runtime is None:
             return []
         own = runtime.node.identity.agent_id if runtime.node.identity else ""
-        return [{**member.card(), "isself": member.agentid == own} for member in runtime.members()]
+        members, limit = runtime.members(), runtime.node.settings.max_hierarchy_depth
+        return [
+            {**member.card(), "isself": member.agentid == own, **placement(member, members, limit)}
+            for member, _depth in tree(members)
+        ]
+
+    def lag_rows(self) -> list[dict[str, Any]]:
+        """The lag monitor's latest sample (it samples about once a second) as plain rows: topic, partition,
+        reader, group, messages, seconds (None: not known yet), warning. Empty while group mode is off."""
+        runtime = self.core.group
+        if runtime is None:
+            return []
+        return [row.to_dict() for row in runtime.node.lag_monitor.snapshot()]
+
+    def dashboard_members(self) -> list[Any]:
+        """The dashboard's member rows (`core.group.taskviews.MemberRow`: idle or busy, the tasks each one is on
+        with their step, elapsed time ticking on this clock); busy first. Empty while group mode is off."""
+        from core.group.taskviews import member_rows
+
+        runtime = self.core.group
+        if runtime is None:
+            return []
+        own = runtime.node.identity.agent_id if runtime.node.identity else ""
+        return member_rows(runtime.members(), own)
+
+    async def dashboard_tasks(self, limit: int = 30) -> list[Any]:
+        """This agent's latest group tasks (`core.group.taskviews.TaskView`, newest first), with the live step
+        of those a member is working on and the members' other live tasks; the history also with group mode off."""
+        from core.group.taskviews import local_tasks, with_live
+
+        db = getattr(self.core, "db", None)  # a remote core (app/remote) keeps its tasks on the server
+        if db is None or not db.running:  # not started yet, or stopped while the window closes
+            return []
+        runtime = self.core.group
+        return with_live(await local_tasks(db, limit), runtime.members() if runtime is not None else [])
 
     def password_stored(self, group: str | None = None) -> bool:
         """Whether a SASL password for `group` (default: the current one) is in the keyring or environment."""
@@ -205,16 +260,24 @@ class GroupBridge(QObject):
     async def test_group_connection(
         self, values: dict[str, Any], *, probe: bool = True, timeout: float = 5.0
     ) -> AsyncIterator[Any]:
-        """Yield each `core.group.diagnostics.Check` as it completes. A typed SASL password is stored in the
-        keyring first (the checks read it from there, as the group will). Closing the iterator early (the
-        dialog's Stop) closes any Kafka client the checks still hold."""
-        from core.group.diagnostics import run_checks
+        """Yield each `core.group.kshark.Check` as it completes: the `shoal kshark` report, each network step
+        bounded by `timeout` and the run by 3 × `timeout`. A typed SASL password is stored in the keyring first
+        (the checks read it from there, as the group will). Closing the iterator early (the dialog's Stop)
+        closes any Kafka client the checks still hold."""
+        from core.group.kshark import run_checks
 
         settings = self._validated(values, need_password=False)
         self._store_password(settings, values)
         async with contextlib.aclosing(run_checks(settings, probe=probe, timeout=timeout)) as checks:
             async for item in checks:
                 yield item
+
+    @staticmethod
+    def test_verdict(checks: list[Any]) -> str:
+        """ok | warn | fail: the worst status of a Test-connection report (skips do not count)."""
+        from core.group.kshark import overall
+
+        return overall(checks)
 
     async def dispatch(
         self, text: str, *, skill: str = "", to: str = "", deadline: float | None = None
@@ -227,6 +290,29 @@ class GroupBridge(QObject):
         handle = await runtime.dispatch(text, skill=skill, to=to, deadline=deadline)
         async for update in handle:
             yield update
+
+    async def replay(
+        self, topic: str, start: str = "beginning", correlation: str = "", *, limit: int = 1000, timeout: float = 30.0
+    ) -> list[dict[str, Any]]:
+        """The envelopes of a group topic as table rows (`ReplayEntry.row()`), each marked verified or not, read
+        without touching the live group (core/group/replay.py); works with group mode off. Raises UserError
+        (bad position, no such topic) or NetworkError."""
+        from core.group.replay import replay
+        from core.group.replay_query import ReplayQuery
+
+        query = ReplayQuery.from_text(topic, start, limit=limit, correlation=correlation)
+        result = await replay(self.core.settings.group, query, timeout=timeout)
+        return [entry.row() for entry in result.entries]
+
+
+def _lag_detail(warnings: list[dict[str, Any]]) -> str:
+    """'group.g.memory[0]: 380 records, 2.4 s behind' for the first few lagging partitions."""
+    parts = []
+    for row in warnings[:3]:
+        seconds = "" if row["seconds"] is None else f", {row['seconds']:.1f} s"
+        parts.append(f"{row['topic']}[{row['partition']}]: {row['messages']} records{seconds} behind")
+    more = f" (+{len(warnings) - 3} more)" if len(warnings) > 3 else ""
+    return "; ".join(parts) + more
 
 
 def _default_config_file() -> Any:

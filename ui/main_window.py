@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMe
 
 from ui.bridge import Bridge
 from ui.panes.chat import ChatPane
+from ui.panes.group_dashboard import GroupDashboard
 from ui.panes.memory import MemoryPane
 from ui.panes.policy import PolicyPane
 from ui.panes.roster import RosterPane
@@ -45,6 +46,7 @@ class MainWindow(QMainWindow):
         self.timeline = TimelinePane(bridge, self)
         self.tools = ToolsPane(bridge, self)
         self.roster = RosterPane(bridge, self)
+        self.dashboard = GroupDashboard(bridge, self)
         self.memory = MemoryPane(bridge, self)
         self.schedule = SchedulePane(bridge, self)
         self.policy = PolicyPane(bridge, self)
@@ -52,6 +54,7 @@ class MainWindow(QMainWindow):
         self.timeline_dock = self._dock("Timeline", self.timeline, "timeline")
         self.tools_dock = self._dock("Tools", self.tools, "tools")
         self.group_dock = self._dock("Group", self.roster, "group")
+        self.dashboard_dock = self._dock("Dashboard", self.dashboard, "dashboard")
         self.memory_dock = self._dock("Memory", self.memory, "memory")
         self.schedule_dock = self._dock("Schedule", self.schedule, "schedule")
         self.policy_dock = self._dock("Policy", self.policy, "policy")
@@ -59,6 +62,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.tools_dock)
         self.splitDockWidget(self.timeline_dock, self.tools_dock, Qt.Orientation.Vertical)
         self.tabifyDockWidget(self.tools_dock, self.group_dock)
+        self.tabifyDockWidget(self.group_dock, self.dashboard_dock)
         self.tabifyDockWidget(self.tools_dock, self.schedule_dock)
         self.tabifyDockWidget(self.timeline_dock, self.memory_dock)
         self.tabifyDockWidget(self.timeline_dock, self.policy_dock)
@@ -71,6 +75,8 @@ class MainWindow(QMainWindow):
         self._status_group = QLabel("")
         self._status_group.setTextFormat(Qt.TextFormat.RichText)
         self._status_group.hide()
+        self._group_status = ("off", "")
+        self._group_lag = ""  # the lag warning's detail while a partition lags (docs/lag.md)
         self.statusBar().addWidget(self._status_model, 1)
         self.statusBar().addPermanentWidget(self._status_approvals)
         self.statusBar().addPermanentWidget(self._status_group)
@@ -107,6 +113,8 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self.connect_group_action = self._action("Connect to group…", lambda: self.open_connect_group())
         file_menu.addAction(self.connect_group_action)
+        self.replay_action = self._action("Replay group topic…", lambda: self.open_replay())
+        file_menu.addAction(self.replay_action)
         file_menu.addAction(
             self._action("Settings…", self.settingsRequested.emit, QKeySequence.StandardKey.Preferences)
         )
@@ -120,6 +128,7 @@ class MainWindow(QMainWindow):
             (self.timeline_dock, "Ctrl+Shift+T"),
             (self.tools_dock, "Ctrl+Shift+O"),
             (self.group_dock, "Ctrl+Shift+G"),
+            (self.dashboard_dock, "Ctrl+Shift+D"),
             (self.memory_dock, "Ctrl+Shift+M"),
             (self.schedule_dock, "Ctrl+Shift+S"),
             (self.policy_dock, "Ctrl+Shift+P"),
@@ -136,6 +145,7 @@ class MainWindow(QMainWindow):
         self.tools.pendingCountChanged.connect(self._on_pending)
         self.bridge.modelState.connect(self._on_model_state)
         self.bridge.group.groupState.connect(self._on_group_state)
+        self.bridge.group.lagWarning.connect(self._on_group_lag)
         self.roster.connectRequested.connect(self.open_connect_group)
         self.schedule.openSessionRequested.connect(self.open_session)
         self.bridge.errorRaised.connect(
@@ -149,6 +159,7 @@ class MainWindow(QMainWindow):
             self.timeline.start(),
             self.tools.start(),
             self.roster.start(),
+            self.dashboard.start(),
             self.memory.start(),
             self.schedule.start(),
             self.policy.start(),
@@ -169,11 +180,18 @@ class MainWindow(QMainWindow):
         self._status_model.setText(f"{icons.get(state, state)} {detail}")
 
     def _on_group_state(self, state: str, detail: str) -> None:
-        """A dot and a word in the status bar while group mode is on; nothing when it is off."""
+        """A dot and a word in the status bar while group mode is on (and "lagging" while the lag warning is
+        on); nothing when it is off."""
+        self._group_status = (state, detail)
         symbol, word, colour = group_format.state_style(state)
-        self._status_group.setText(f'<span style="color:{colour}">{symbol}</span> Group: {word}')
-        self._status_group.setToolTip(detail)
+        lagging = ' · <span style="color:#d97706">⚠ lagging</span>' if self._group_lag else ""
+        self._status_group.setText(f'<span style="color:{colour}">{symbol}</span> Group: {word}{lagging}')
+        self._status_group.setToolTip(f"{detail}\nLagging: {self._group_lag}" if self._group_lag else detail)
         self._status_group.setVisible(state != "off")
+
+    def _on_group_lag(self, warning: bool, detail: str) -> None:
+        self._group_lag = (detail or "behind the lag limits") if warning else ""
+        self._on_group_state(*self._group_status)
 
     def open_connect_group(self, parent: QWidget | None = None) -> None:
         """The Connect-to-group dialog (one at a time); a successful connect shows the group pane. `parent`: the
@@ -189,6 +207,15 @@ class MainWindow(QMainWindow):
         dialog.finished.connect(lambda _result: self._forget_connect_dialog(dialog))
         self.connect_dialog = dialog
         dialog.open()
+
+    def open_replay(self, correlation: str = "") -> QWidget:
+        """The replay dialog (docs/replay.md), optionally narrowed to one correlation id."""
+        from ui.dialogs.replay import ReplayDialog
+
+        dialog = ReplayDialog(self.bridge, self, correlation=correlation)
+        dialog.finished.connect(lambda _result: dialog.deleteLater())
+        dialog.open()
+        return dialog
 
     def _forget_connect_dialog(self, dialog: QWidget) -> None:
         if self.connect_dialog is dialog:

@@ -25,7 +25,8 @@ disable_created_metrics()  # no `_created` series: twice the lines for a timesta
 
 
 class _GroupCollector(Collector):
-    """Scrape-time figures of the group: outbox depth and, per topic partition, consumer lag."""
+    """Scrape-time figures of the group: outbox depth and, per topic partition, consumer lag (records and
+    seconds, docs/lag.md), and whether a lag warning is on."""
 
     def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
         self._read = read
@@ -47,6 +48,17 @@ class _GroupCollector(Collector):
         for (topic, partition), behind in sorted(figures.get("lag", {}).items()):
             lag.add_metric([topic, str(partition)], float(behind))
         yield lag
+        seconds = GaugeMetricFamily(
+            "shoal_group_consumer_lag_seconds",
+            "Age of the oldest unhandled record of each consumed partition (0 when caught up)",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), behind in sorted(figures.get("lag_seconds", {}).items()):
+            seconds.add_metric([topic, str(partition)], float(behind))
+        yield seconds
+        warning = GaugeMetricFamily("shoal_group_lag_warning", "1 while a partition's lag stays over the limits")
+        warning.add_metric([], 1.0 if figures.get("lag_warning") else 0.0)
+        yield warning
         joined = GaugeMetricFamily("shoal_group_joined", "1 while attached to a Kafka group")
         joined.add_metric([], 1.0 if figures.get("joined") else 0.0)
         yield joined

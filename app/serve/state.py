@@ -56,4 +56,11 @@ class ServeState:
             lag = node.lag()
         except Exception:  # the consumer is being replaced (a reconnect): no figures this time
             lag = {}
-        self.group_figures = {"joined": node.state == "online", "outbox_depth": await node.outbox.depth(), "lag": lag}
+        rows = node.lag_monitor.snapshot()  # sampled each second (core/group/lag.py)
+        self.group_figures = {
+            "joined": node.state == "online",
+            "outbox_depth": await node.outbox.depth(),
+            "lag": lag,
+            "lag_seconds": {(r.topic, r.partition): r.seconds for r in rows if r.seconds is not None},
+            "lag_warning": any(r.warning for r in rows),
+        }

@@ -22,6 +22,7 @@ STEP_KINDS = (
     "approval",
     "error",
     "turn.end",
+    "group.membership",  # a join admitted or refused, and why (core/group/onboarding.py)
     "policy.decision",  # allow / deny / ask, the rule and why (core/policy/): never the data it was about
 )
 POLICY_FIELDS = ("action", "target", "requester", "label", "effect", "rule", "origin", "reason", "risk")
@@ -69,6 +70,10 @@ def step_record(event: Event) -> dict[str, Any]:
     }
     if event.kind == "policy.decision":
         record["policy"] = {k: event.payload[k] for k in POLICY_FIELDS if k in event.payload}
+    if event.kind == "group.membership":
+        record["membership"] = {
+            k: event.payload[k] for k in ("outcome", "detail", "agentid", "name") if k in event.payload
+        }
     return record
 
 

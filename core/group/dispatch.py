@@ -18,8 +18,10 @@ from typing import Any
 
 from core.errors import UserError
 from core.group.envelope import TASK_PROGRESS, TASK_REQUEST, TASK_RESULT
+from core.group.hierarchy import own_ids, pick_child
 from core.group.intake import Incoming
 from core.group.node import GroupNode
+from core.group.roster import Member
 from core.timeline.ids import TraceContext, new_id, now_iso
 from core.timeline.store import Event
 
@@ -139,13 +141,22 @@ class Dispatcher:
         depth: int = 0,
         session_id: str = "",
         label: str = "",
+        to_children: bool = False,
+        zone: str = "",
     ) -> TaskHandle:
         """`label`: the task's sensitivity label, carried in the request (the taker treats the task as data of
-        that label); the caller has already checked that the policy lets it go (GroupRuntime.dispatch)."""
+        that label); the caller has already checked that the policy lets it go (GroupRuntime.dispatch).
+        `to_children`: address the task (for `skill`, if given) to the least busy valid child of this agent,
+        or to `to` when the caller chose that child already (core/group/hierarchy.py)."""
         node = self.node
         if not text.strip():
             raise UserError("The task is empty.", "Say what the peer should do.")
-        if bool(skill) == bool(to):
+        zone = zone or node.settings.zone  # an agent in a private zone works inside it by default
+        if to_children:
+            to = to or self.pick_child(skill).agentid
+        elif node.zones is not None and node.zones.is_private(zone) and not to:
+            to = self.pick_in_zone(zone, skill).agentid  # sealed for the zone: addressed to one of its members
+        elif bool(skill) == bool(to):
             raise UserError("Name either a skill or an agent for the task.", "Use --skill NAME or --to AGENT.")
         recipient = ""
         if to:
@@ -173,18 +184,19 @@ class Dispatcher:
         self.handles[taskid] = handle
         if session_id:
             node.session_for_task[taskid] = session_id
-        if skill:
+        if skill and not recipient:
             await node.ensure_skill_topic(skill)
         envelope, event = await node.publish(
             TASK_REQUEST,
             data,
-            suffix=f"skill.{skill}.requests" if skill else "requests",
-            key=taskid if skill else recipient,
+            suffix="requests" if recipient else f"skill.{skill}.requests",
+            key=recipient or taskid,
             correlationid=correlationid,
             parent=parent,
             session_id=session_id,
             causationid=causationid,
             recipient=recipient or None,
+            zone=zone,
             also=task_row(
                 taskid,
                 "out",
@@ -201,6 +213,29 @@ class Dispatcher:
         self._timers.add(timer)
         timer.add_done_callback(self._timers.discard)
         return handle
+
+    def pick_in_zone(self, zone: str, skill: str) -> Member:
+        """The least busy live member of a private zone offering `skill` (any skill when empty)."""
+        node = self.node
+        assert node.zones is not None
+        members = [
+            m
+            for m in node.members()
+            if m.agentid != node.agent_id
+            and node.zones.allows(m.agentid, zone)
+            and (not skill or skill in m.skill_names)
+        ]
+        if not members:
+            what = f" offering skill {skill!r}" if skill else ""
+            raise UserError(f"No live member of zone {zone!r}{what}.", "See the zones: shoal get zones")
+        return min(members, key=lambda m: (m.status != "idle", m.active_tasks, m.agentid))
+
+    def pick_child(self, skill: str) -> Member:
+        """The child a `to_children` task goes to (a UserError saying why when none can take it)."""
+        node = self.node
+        members = node.members()
+        ids = own_ids(node.agent_id, node.name, members, ephemeral=node.ephemeral)
+        return pick_child(ids, skill, members, node.settings.max_hierarchy_depth)
 
     async def close(self) -> None:
         for timer in list(self._timers):

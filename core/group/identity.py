@@ -123,6 +123,19 @@ def _account(group: str, scope: str) -> str:
     return f"group-identity:{group}{suffix}"
 
 
+def stored_agent_id(group: str, scope: str = "") -> str | None:
+    """The agent id kept for `group` (and `scope`), without creating one: for commands that look at this
+    machine's agent from outside (`shoal group status`). None when there is none, or no usable keyring."""
+    import keyring
+    from keyring.errors import KeyringError
+
+    try:
+        stored = keyring.get_password(SERVICE, _account(group, scope))
+        return Identity.from_private_b64(stored).agent_id if stored else None
+    except (KeyringError, RuntimeError, ValueError):
+        return None
+
+
 def load_or_create(group: str, scope: str = "") -> Identity:
     """This agent's identity for `group`, created and stored in the keyring on first use.
 

@@ -34,12 +34,18 @@ CONTROL_DENY = "shoal.control.deny"
 CONTROL_REVOKE = "shoal.control.revoke"
 CONTROL_ZONE = "shoal.control.zone"  # core/group/zones.py
 CONTROL_TYPES = (
-    CONTROL_JOIN, CONTROL_CHALLENGE, CONTROL_PROOF, CONTROL_ADMIT, CONTROL_DENY, CONTROL_REVOKE, CONTROL_ZONE,
+    CONTROL_JOIN,
+    CONTROL_CHALLENGE,
+    CONTROL_PROOF,
+    CONTROL_ADMIT,
+    CONTROL_DENY,
+    CONTROL_REVOKE,
+    CONTROL_ZONE,
 )
 ROLES = ("founder", "member", "ephemeral")
 MAX_HELD_CARDS = 1000
 MAX_EPHEMERAL_HOURS = 24
-MembershipListener = Callable[[str, str], None]  # ("admitted" | "revoked", agentid)
+MembershipListener = Callable[[str, str], None]  # ("admitted" | "revoked" | "pending", agentid)
 
 
 @dataclass
@@ -165,7 +171,10 @@ class Membership:
         if envelope.agentid not in self.revoked and (
             envelope.agentid in self._held_cards or len(self._held_cards) < MAX_HELD_CARDS
         ):
+            first = envelope.agentid not in self._held_cards
             self._held_cards[envelope.agentid] = (envelope, replayed)
+            if first:  # a newcomer waiting (the desktop lists join requests); not each of its heartbeats
+                self._tell("pending", envelope.agentid)
         return True
 
     # --- applying control envelopes ------------------------------------------------------------------------
@@ -264,6 +273,9 @@ class Membership:
             held = self._held_cards.pop(agentid, None)
             if held is not None and self.on_admitted is not None:
                 self.on_admitted(*held)
+        self._tell(change, agentid)
+
+    def _tell(self, change: str, agentid: str) -> None:
         for listener in list(self._listeners):
             try:
                 listener(change, agentid)

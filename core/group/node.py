@@ -17,15 +17,25 @@ from typing import Any
 
 from core.errors import NetworkError, ShoalError, classify
 from core.group.artifacts import ArtifactStore, build_store
+from core.group.claims import Claims
+from core.group.closed import load_membership
 from core.group.envelope import ROSTER_ANNOUNCE, ROSTER_LEAVE
+from core.group.hierarchy import card_fields
 from core.group.identity import Identity, load_or_create
 from core.group.inbox import received_event, record_incoming
 from core.group.intake import Incoming, Rejected
+from core.group.invite import Invite
+from core.group.lag import LagMonitor
+from core.group.membership import Membership
+from core.group.onboarding import Onboarding
 from core.group.outbox import Outbox, OutboxSender
 from core.group.publisher import Publisher
 from core.group.reader import Reader
 from core.group.roster import Member, Roster
+from core.group.taskboard import TaskBoard
 from core.group.topics import TopicManager, group_topics, skill_spec, skill_topic
+from core.group.zonecrypt import BoxKey
+from core.group.zones import Zones
 from core.settings import GroupSettings
 from core.timeline.db import Database
 from core.timeline.ids import now_iso
@@ -36,7 +46,7 @@ log = logging.getLogger(__name__)
 # of one request each (every request costs both sides CPU that the latency of the task path pays for).
 BULK_TOPICS = ("audit", "traces")
 BULK_LINGER_MS = 50
-INBOX_TOPICS = ("requests", "responses", "progress", "control", "memory")
+INBOX_TOPICS = ("requests", "responses", "progress", "control", "memory", "claims")
 EnvelopeHandler = Callable[[Incoming, Event], Awaitable[None]]
 EarlyHandler = Callable[[Incoming, Event], None]
 StateListener = Callable[[str, ShoalError | None], None]
@@ -54,6 +64,8 @@ class GroupNode(Publisher):
         model_id: str = "",
         version: str = "",
         identity_scope: str = "",
+        invite: Invite | None = None,
+        parent_identity: Identity | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -64,6 +76,13 @@ class GroupNode(Publisher):
         self.version = version
         self.identity_scope = identity_scope  # keeps two agents on one machine (two data folders) apart
         self.roster = Roster()
+        self.invite = invite  # the join secret; loaded from the keyring on start when not given
+        self.parent_identity = parent_identity  # a session member: the machine's admitted identity
+        self.membership = Membership(None)
+        self.box_key: BoxKey | None = None  # this agent's X25519 key for private zones (core/group/zonecrypt.py)
+        self.box_public = ""
+        self.zones: Zones | None = None
+        self.fresh_identity = False
         self.outbox = Outbox(db)
         self.sender = OutboxSender(
             self.outbox,
@@ -91,6 +110,10 @@ class GroupNode(Publisher):
         self._tasks: list[asyncio.Task[None]] = []
         self._online = asyncio.Event()
         self._started_at = now_iso()
+        self.board = TaskBoard(self)  # the tasks this agent works on, for its card (core/group/taskboard.py)
+        self.claims = Claims(self)  # claims on work keys (core/group/claims.py)
+        self.lag_monitor = LagMonitor(self)  # consumer lag per partition, and its warnings (core/group/lag.py)
+        self.onboarding = Onboarding(self)
 
     # --- identity and names --------------------------------------------------------------------
 
@@ -103,6 +126,7 @@ class GroupNode(Publisher):
     async def start(self) -> None:
         if self.state != "stopped":
             return
+        self.fresh_identity = self.identity is None and self.ephemeral
         if self.identity is None:
             self.identity = (
                 Identity.generate()
@@ -111,8 +135,14 @@ class GroupNode(Publisher):
             )
         self.store = build_store(self.settings.artifacts)
         self.roster = Roster(self.identity.agent_id)
+        await load_membership(self)  # closed or open, zones, the zone key (core/group/closed.py)
         self._set_state("connecting", None)
         self._tasks.append(asyncio.create_task(self._connect(), name="shoal-group-connect"))
+
+    def live(self) -> bool:
+        """Past the history of the roster and control topics: what arrives now is happening now."""
+        inbox = next((r for r in self.readers if r.name == "inbox"), None)
+        return inbox is not None and inbox.caught_up.is_set()
 
     async def wait_online(self, timeout: float) -> None:
         """For commands that need the broker now (dispatch, members): a clear error instead of waiting forever."""
@@ -147,12 +177,14 @@ class GroupNode(Publisher):
                     correlationid=self.agent_id,
                     record=False,
                 )
+        self.board.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout)
         self._tasks.clear()
+        await self.lag_monitor.stop(min(timeout, 2.0))
         await self.sender.stop(timeout if self._online.is_set() else 0.0)
         for reader in self.readers:
             await reader.stop(timeout)
@@ -193,6 +225,7 @@ class GroupNode(Publisher):
         self._online.set()
         self._set_state("online", None)
         self.sender.start()
+        self.lag_monitor.start()  # the readers are open
         self._tasks.append(asyncio.create_task(self._heartbeats(), name="shoal-group-heartbeat"))
 
     async def _open(self) -> None:
@@ -208,10 +241,12 @@ class GroupNode(Publisher):
         self._bulk_producer = AIOKafkaProducer(**{**producer_kwargs(self.settings), "linger_ms": BULK_LINGER_MS})
         await self._bulk_producer.start()
         inbox_group = None if self.ephemeral else f"shoal.{self.group_name}.agent.{self.agent_id}"
-        announce = self.topic("announce")
+        announce, control = self.topic("announce"), self.topic("control")
         topics = [announce] + [self.topic(s) for s in INBOX_TOPICS]
-        self.readers = [Reader(self, "inbox", topics, self._on_envelopes, group_id=inbox_group, replay=(announce,))]
-        for skill in self.settings.skills:
+        # the roster, the membership and the claims (core/group/claimbook.py) are rebuilt from the start every time
+        replay = (announce, control, self.topic("claims"))
+        self.readers = [Reader(self, "inbox", topics, self._on_envelopes, group_id=inbox_group, replay=replay)]
+        for skill in [] if self.ephemeral else self.settings.skills:  # a command never takes the group's tasks
             group_id = f"shoal.{self.group_name}.skill.{skill.name}"
             topic_name = skill_topic(self.group_name, skill.name)
             self.readers.append(
@@ -331,7 +366,9 @@ class GroupNode(Publisher):
             "agentid": self.agent_id,
             "name": self.name,
             "description": self.settings.description,
-            "skills": [{"name": s.name, "description": s.description} for s in self.settings.skills],
+            "skills": []
+            if self.ephemeral
+            else [{"name": s.name, "description": s.description} for s in self.settings.skills],
             "model": self.model_id,
             "zone": self.settings.zone,
             "publickey": self.identity.public_b64,
@@ -339,8 +376,10 @@ class GroupNode(Publisher):
             "version": self.version,
             "heartbeatms": int(self.settings.heartbeat_interval * 1000),
             "startedat": self._started_at,
-            "status": self.status,
+            "status": "busy" if self.board.tasks else self.status,
             "activetasks": self.active_tasks,
+            "tasks": self.board.cards(),  # who is on which task, step n of m (core/group/taskboard.py)
+            **card_fields(self.settings, self.roster, ephemeral=self.ephemeral),  # parent, role
         }
 
     async def announce(self) -> None:

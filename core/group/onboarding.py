@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import NetworkError, UserError
 from core.group import audit
-from core.group.envelope import Envelope, make
+from core.group.envelope import Envelope
 from core.group.hierarchy import is_orchestrator
-from core.group.identity import Identity, PublicKey
+from core.group.identity import PublicKey
 from core.group.intake import Incoming
 from core.group.membership import (
     CONTROL_ADMIT,
@@ -37,12 +37,11 @@ from core.group.membership import (
     CONTROL_JOIN,
     CONTROL_PROOF,
     CONTROL_REVOKE,
-    CONTROL_ZONE,
     Admission,
     proof_fields,
 )
-from core.group.outbox import OutItem
-from core.group.publisher import Outgoing, _writer
+from core.group.onboarding_admin import AdminActions, b64url, iso_z
+from core.group.publisher import _writer
 from core.timeline.ids import TraceContext, new_id
 from core.timeline.store import Event
 
@@ -53,7 +52,6 @@ log = logging.getLogger(__name__)
 CHALLENGE_SECONDS = 60.0
 JOIN_FRESH_SECONDS = 120.0
 JOIN_RESEND_SECONDS = 10.0
-SESSION_HOURS = 1
 Approver = Callable[[dict[str, Any]], Awaitable[bool]]
 DENY_HINTS = {
     "wrong-secret": "The join secret is wrong: ask the group's founder for a fresh invite (shoal group create).",
@@ -81,7 +79,7 @@ class _Attempt:
     done: asyncio.Future[Admission] = field(repr=False)
 
 
-class Onboarding:
+class Onboarding(AdminActions):
     def __init__(self, node: GroupNode) -> None:
         self.node = node
         self.approver: Approver | None = None
@@ -220,12 +218,12 @@ class Onboarding:
             return
         key = PublicKey(str(data.get("publickey", "")))  # the intake checked it against the sender
         self._newcomer_keys[envelope.agentid] = key
-        challenge = _b64(secrets.token_bytes(32))
+        challenge = b64url(secrets.token_bytes(32))
         expires = datetime.now(UTC) + timedelta(seconds=CHALLENGE_SECONDS)
         joinid = str(data.get("joinid") or envelope.correlationid)
         out, _ = await self.node.publish(
             CONTROL_CHALLENGE,
-            {"joinid": joinid, "challenge": challenge, "expiresat": _iso(expires)},
+            {"joinid": joinid, "challenge": challenge, "expiresat": iso_z(expires)},
             suffix="control",
             key=envelope.agentid,
             correlationid=envelope.correlationid,
@@ -359,85 +357,6 @@ class Onboarding:
         now = time.monotonic()
         for cid in [c for c, ch in self._challenges.items() if ch.expires + CHALLENGE_SECONDS < now]:
             del self._challenges[cid]
-
-    # --- admins and sessions ----------------------------------------------------------------------------
-
-    async def found(self) -> None:
-        """The founder admits itself (the root every member checks other admissions against)."""
-        await self._self_admit(self._signer(), "founder", "")
-
-    async def admit_session(self, parent: Identity, timeout: float) -> None:
-        """A short-lived command-line member, admitted for an hour by this machine's admitted identity."""
-        expires = _iso(datetime.now(UTC) + timedelta(hours=SESSION_HOURS))
-        await self._self_admit(parent, "ephemeral", expires)
-        if not await self.node.membership.wait_admitted(self.node.agent_id, timeout):
-            raise NetworkError(
-                "The group did not confirm this session's admission in time.",
-                "Check the connection (shoal kshark) and that this machine is a member.",
-            )
-
-    async def revoke(self, agentid: str, reason: str) -> None:
-        membership = self.node.membership
-        if not membership.is_admin(self._signer().agent_id):
-            raise UserError("Only the group's founder can remove members.", "Run this on the founder's machine.")
-        data = {"agentid": agentid, "reason": reason}
-        await self._publish_as(self._signer(), CONTROL_REVOKE, data, key=agentid)
-
-    async def define_zone(self, zone: str, members: list[str], description: str = "") -> None:
-        """Define, change (a new member list replaces the old) or remove (no members) a private zone."""
-        if not self.node.membership.is_admin(self._signer().agent_id):
-            raise UserError("Only the group's founder can define zones.", "Run this on the founder's machine.")
-        data = {"zone": zone, "members": members, "description": description}
-        await self._publish_as(self._signer(), CONTROL_ZONE, data, key=zone)
-
-    def _signer(self) -> Identity:
-        """The identity that speaks for this machine: the persistent one for a session member."""
-        identity = self.node.parent_identity or self.node.identity
-        assert identity is not None
-        return identity
-
-    async def _self_admit(self, signer: Identity, role: str, expires: str) -> None:
-        node = self.node
-        assert node.identity is not None and node.membership.invite is not None
-        fields = {
-            "agentid": node.agent_id,
-            "name": node.name,
-            "publickey": node.identity.public_b64,
-            "boxkey": node.box_public,
-            "challenge": _b64(secrets.token_bytes(32)),
-            "joinid": new_id(),
-        }
-        data = {
-            **fields,
-            "proof": node.membership.invite.proof(fields),
-            "role": role,
-            "admittedby": signer.agent_id,
-            **({"expiresat": expires} if expires else {}),
-        }
-        await self._publish_as(signer, CONTROL_ADMIT, data, key=node.agent_id)
-
-    async def _publish_as(self, signer: Identity, event_type: str, data: dict[str, Any], *, key: str) -> None:
-        node = self.node
-        envelope = make(
-            signer,
-            node.group_name,
-            event_type,
-            data,
-            correlationid=new_id(),
-            trace=TraceContext.new_root(),
-            zone=node.settings.zone,
-        )
-        await node.commit([Outgoing(OutItem(envelope, node.topic("control"), key), None, [])])
-
-
-def _b64(raw: bytes) -> str:
-    import base64
-
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _iso(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _age(sent: str) -> float:

@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING, Any
 from core.errors import UserError
 from core.group import audit
 from core.group.claimcheck import seal
-from core.group.envelope import AUDIT_RECORD, TRACE_SPAN, Envelope, make
+from core.group.envelope import (
+    AUDIT_RECORD,
+    MEMORY_ITEM,
+    TASK_PROGRESS,
+    TASK_REPORT,
+    TASK_REQUEST,
+    TASK_RESULT,
+    TRACE_SPAN,
+    Envelope,
+    make,
+)
 from core.group.outbox import OutItem, OutRow, write_rows
 from core.timeline.ids import TraceContext, new_id
 from core.timeline.store import Event, Timeline
@@ -28,6 +38,9 @@ if TYPE_CHECKING:
     from core.timeline.db import Database
 
 Also = Callable[[sqlite3.Connection], None]
+# What a private zone seals: the work and the knowledge. Roster cards, membership and claims stay readable to
+# every member (they say who is there and who works on what, never the content).
+SEALED_TYPES = frozenset({TASK_REQUEST, TASK_PROGRESS, TASK_RESULT, TASK_REPORT, MEMORY_ITEM})
 
 
 class Publisher:
@@ -118,7 +131,7 @@ class Publisher:
         """The payload as it goes on the wire: sealed for the members of a private zone (with the envelope id
         the ciphertext is bound to), as it is otherwise."""
         zones = self.zones
-        if zones is None or not zones.is_private(zone):
+        if zones is None or not zones.is_private(zone) or event_type not in SEALED_TYPES:
             return data, None
         from core.group import zonecrypt
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from core.group.committer import Committer, flush_on_revoke
 from core.group.intake import Incoming, Intake, Rejected
+from core.group.lag import Position
 from core.group.probe import digest
 
 if TYPE_CHECKING:
@@ -58,6 +60,10 @@ class Reader:
         self.intake.replaying = lambda: not self.caught_up.is_set()
         self._last_seen: dict[Any, tuple[int, str]] = {}  # partition -> (offset, digest) of the last record read
         self._before_outage: dict[Any, tuple[int, str]] | None = None
+        # For lag (core/group/lag.py): per partition, (first offset, its Kafka timestamp) of each fetched batch
+        # not handled yet, and (next offset, timestamp of the last record) of what was handled.
+        self._pending: dict[Any, deque[tuple[int, int | None]]] = {}
+        self._handled: dict[Any, tuple[int, int | None]] = {}
         self.consumer: Any = None
         self.committer: Committer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -151,6 +157,7 @@ class Reader:
                 for tp, records in batch.items():
                     if records:
                         self._last_seen[tp] = (records[-1].offset, digest(records[-1].value))
+                        self._pending.setdefault(tp, deque()).append((records[0].offset, records[0].timestamp))
                 checked = await self.intake.check(batch) if batch else None
                 if delivering is not None:
                     task, previous = delivering
@@ -180,18 +187,28 @@ class Reader:
         return True
 
     def lag(self) -> dict[tuple[str, int], int]:
-        """Records behind the high watermark per assigned partition, as of the latest fetch (no broker call,
-        so /metrics can read it at scrape time). Partitions not fetched yet are left out."""
+        """Records not handled yet, behind the high watermark of the latest fetch, per assigned partition (no
+        broker call, so /metrics can read it at scrape time). Partitions not fetched yet are left out."""
+        return {(p.topic, p.partition): max(0, p.highwater - p.next_offset) for p in self.positions()}
+
+    def positions(self) -> list[Position]:
+        """Per assigned partition: the high watermark, the next record to handle and a timestamp for it (the
+        first record of the oldest batch still waiting, else the last one handled); see core/group/lag.py."""
         if self.consumer is None:
-            return {}
-        out: dict[tuple[str, int], int] = {}
+            return []
+        out: list[Position] = []
         for tp in self.consumer.assignment():
             highwater = self.consumer.highwater(tp)
             if highwater is None:
                 continue
-            seen = self._last_seen.get(tp)
-            next_offset = seen[0] + 1 if seen is not None else highwater
-            out[(tp.topic, tp.partition)] = max(0, highwater - next_offset)
+            pending, handled, seen = self._pending.get(tp), self._handled.get(tp), self._last_seen.get(tp)
+            if pending:
+                out.append(Position(tp.topic, tp.partition, highwater, pending[0][0], pending[0][1], True))
+            elif handled is not None:
+                out.append(Position(tp.topic, tp.partition, highwater, handled[0], handled[1], False))
+            else:
+                next_offset = seen[0] + 1 if seen is not None else highwater
+                out.append(Position(tp.topic, tp.partition, highwater, next_offset, None, False))
         return out
 
     async def _deliver(self, batch: dict[Any, list[Any]], accepted: list[Incoming], rejected: list[Rejected]) -> bool:
@@ -206,6 +223,12 @@ class Reader:
             log.exception("group reader %s: a batch failed; reading it again", self.name)
             return False
         self.ingested += sum(1 for i in accepted if i.topic not in self.replay)
+        for tp, records in batch.items():
+            if records:
+                self._handled[tp] = (records[-1].offset + 1, records[-1].timestamp)
+                pending = self._pending.get(tp)
+                if pending:
+                    pending.popleft()
         if self.committer is not None:
             offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if tp.topic not in self.replay}
             if offsets:
@@ -239,6 +262,8 @@ class Reader:
             await self.consumer.seek_to_beginning(*partitions)
             for tp in partitions:
                 self._last_seen.pop(tp, None)
+                self._pending.pop(tp, None)
+                self._handled.pop(tp, None)
 
     def _rewind(self, *batches: dict[Any, list[Any]]) -> None:
         """Seek every partition in `batches` back to its first record there (the handler failed)."""
@@ -248,5 +273,6 @@ class Reader:
                 if records:
                     first[tp] = min(first.get(tp, records[0].offset), records[0].offset)
         for tp, offset in first.items():
+            self._pending.pop(tp, None)  # both batches are read again
             if tp in self.consumer.assignment():
                 self.consumer.seek(tp, offset)

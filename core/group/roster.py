@@ -37,6 +37,9 @@ class Member:
     started_at: str = ""
     status: str = "idle"
     active_tasks: int = 0
+    parent: str = ""  # the parent its card names: an agent id, or configured text (core/group/hierarchy.py)
+    role: str = "member"  # member | orchestrator
+    tasks: list[dict[str, Any]] = field(default_factory=list)  # what it works on (card field `tasks`, §4)
     last_seen: float = 0.0  # time.monotonic() of the latest announcement
     last_announce: str = ""  # its envelope time
 
@@ -62,6 +65,9 @@ class Member:
             "startedat": self.started_at,
             "status": self.status,
             "activetasks": self.active_tasks,
+            "tasks": self.tasks,
+            "parent": self.parent,
+            "role": self.role,
             "lastseen": self.last_announce,
         }
 
@@ -184,6 +190,17 @@ class Roster:
             self._emit("expired", member)
         return gone
 
+    def drop(self, agentid: str) -> None:
+        """Remove a member at once (revoked from a closed group); its key stays for late envelopes."""
+        member = self._members.pop(agentid, None)
+        if member is not None:
+            self._emit("left", member)
+
+    def check_card(self, envelope: Envelope) -> None:
+        """Raise ValueError unless a card is self-consistent and signed (without taking it into account)."""
+        if envelope.type == ROSTER_ANNOUNCE:
+            self._verified_key(envelope, envelope.data)
+
     def clear(self) -> None:
         self._members.clear()
 
@@ -227,6 +244,36 @@ def _fill(member: Member, data: dict[str, Any]) -> None:
     member.status = str(data.get("status") or "idle")
     active = data.get("activetasks")
     member.active_tasks = active if isinstance(active, int) else 0
+    member.tasks = card_tasks(data.get("tasks"))
+    member.parent = str(data.get("parent") or "")[:100]
+    member.role = "orchestrator" if data.get("role") == "orchestrator" else "member"  # unknown roles: members
+
+
+def card_tasks(value: Any) -> list[dict[str, Any]]:
+    """A card's optional `tasks` (protocol §4), each entry reduced to the documented fields of the right type:
+    a peer's odd card must not break the dashboard or `shoal get tasks`."""
+    out: list[dict[str, Any]] = []
+    for entry in value[:20] if isinstance(value, list) else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("taskid"), str) or not entry["taskid"]:
+            continue
+        found = entry.get("requester")
+        requester: dict[str, Any] = found if isinstance(found, dict) else {}
+        task: dict[str, Any] = {
+            "taskid": entry["taskid"][:128],
+            "skill": str(entry.get("skill") or "")[:64],
+            "requester": {
+                "agentid": str(requester.get("agentid") or "")[:64],
+                "name": str(requester.get("name") or "")[:100],
+            },
+            "startedat": str(entry.get("startedat") or "")[:40],
+            "message": str(entry.get("message") or "")[:200],
+        }
+        for name in ("step", "steps", "elapsedms"):
+            number = entry.get(name)
+            if isinstance(number, int) and not isinstance(number, bool) and number >= 0:
+                task[name] = number
+        out.append(task)
+    return out
 
 
 def _age(sent: str) -> float:

@@ -12,14 +12,18 @@ the label of the answer; the answer to a task sent is labelled at least as the t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from core import events as ev
-from core.errors import ToolError
+from core.errors import ToolError, UserError
 from core.group.dispatch import Dispatcher, TaskHandle
+from core.group.envelope import Envelope
+from core.group.identity import Identity, load_or_create
 from core.group.node import GroupNode
+from core.group.reports import Reports
 from core.group.roster import Member
 from core.group.shared_memory import SharedMemory, ShareMemoryTool, lenient
 from core.group.worker import SkillCall, Worker, echo_runner
@@ -27,7 +31,16 @@ from core.policy.labels import lenient_label
 from core.policy.request import LOCAL, PolicyRequest, Requester
 from core.policy.service import peer_requester
 from core.settings import GroupSettings
-from core.tools.registry import RiskTier, Tool, ToolContext, ToolOutput, ToolSpec
+from core.tools.registry import (
+    ApprovalDecision,
+    ApprovalRequest,
+    RiskTier,
+    Tool,
+    ToolContext,
+    ToolOutput,
+    ToolSpec,
+    deny_all,
+)
 
 if TYPE_CHECKING:
     from core.service import AgentCore
@@ -37,7 +50,9 @@ TOOL_SOURCE = "group"
 
 
 class GroupRuntime:
-    def __init__(self, core: AgentCore, settings: GroupSettings, *, ephemeral: bool = False) -> None:
+    def __init__(
+        self, core: AgentCore, settings: GroupSettings, *, ephemeral: bool = False, identity: Identity | None = None
+    ) -> None:
         from importlib.metadata import PackageNotFoundError, version
 
         try:
@@ -50,12 +65,16 @@ class GroupRuntime:
             core.db,
             core.timeline,
             ephemeral=ephemeral,
+            identity=identity,
             model_id=_model_id(core),
             version=shoal_version,
             identity_scope=str(core.settings.paths.data_path()),
         )
         self.dispatcher = Dispatcher(self.node)
+        if core.approve is not deny_all:  # someone is there to answer "let X join?" (desktop, shoal serve)
+            self.node.onboarding.approver = self._approve_join
         self.worker = Worker(self.node, {"echo": echo_runner, "agent": self._agent_runner})
+        self.reports = Reports(self.node, self.worker, self._may_report)  # reporting up to a parent
         self.shared: SharedMemory | None = None
         if core.memory is not None:  # items peers share are indexed in this agent's own memory
             self.shared = SharedMemory(self.node, core.memory)
@@ -69,6 +88,29 @@ class GroupRuntime:
             self.core.registry.register(AskPeerTool(self))
             if self.shared is not None:
                 self.core.registry.register(ShareMemoryTool(self.shared))
+
+    async def admit_session(self, timeout: float) -> None:
+        """A command-line session in a closed group, admitted for an hour by this machine's membership."""
+        node = self.node
+        if not node.membership.enforced or not node.ephemeral or node.parent_identity is not None:
+            return
+        parent = await asyncio.to_thread(load_or_create, node.group_name, node.identity_scope)
+        if parent.agent_id == node.agent_id:
+            return  # the machine's own identity (shoal group join / create)
+        if node.membership.status(parent.agent_id) != "admitted":
+            raise UserError(
+                f"This machine is not a member of group {node.group_name!r} "
+                f"({node.membership.status(parent.agent_id)}).",
+                "Join first with the invite code: shoal group join <code>",
+            )
+        node.parent_identity = parent
+        await node.onboarding.admit_session(parent, timeout)
+
+    async def _approve_join(self, request: dict[str, Any]) -> bool:
+        """Manual approval (group.join_approval = manual) through the app's approval prompt."""
+        summary = f"Let {request['name']} ({request['agentid'][:12]}) join group {request['group']}?"
+        ask = ApprovalRequest(tool="group.join", risk=RiskTier.HIGH, summary=summary, arguments=request, session_id="")
+        return await self.core.approve(ask) != ApprovalDecision.DENY
 
     async def stop(self, timeout: float = 5.0) -> None:
         await self.worker.close(timeout)
@@ -92,6 +134,8 @@ class GroupRuntime:
         person's word for it, `floor` the label of the turn it comes from (the classifier may raise either)."""
         policy = self.core.policy
         carried = policy.outgoing_label(text, explicit=label, floor=floor)
+        if kwargs.get("to_children") and not kwargs.get("to"):  # the policy decides on the child picked
+            kwargs["to"] = self.dispatcher.pick_child(str(kwargs.get("skill") or "")).agentid
         member = self.node.roster.find(kwargs["to"]) if kwargs.get("to") else None
         target = member.name if member else (kwargs.get("to") or f"skill:{kwargs.get('skill', '')}")
         aliases = (member.agentid,) if member else ()
@@ -105,6 +149,19 @@ class GroupRuntime:
             audit=self.node.publish_steps,
         )
         return await self.dispatcher.dispatch(text, label=carried.value, **kwargs)
+
+    def _may_report(self, parent: Member, output: str, labels: list[str], request: Envelope) -> str | None:
+        """The label a report's summary goes to the parent with, or None when the policy would not let the
+        answer go to that peer without asking (a report never asks anyone: it goes without the summary)."""
+        found = [label for label in map(lenient_label, labels) if label]
+        floor = max(found, key=lambda label: label.rank).value if found else None
+        carried = self.core.policy.outgoing_label(output, floor=floor)
+        member = self.node.roster.get(request.agentid)
+        asker = peer_requester(request.agentid, member.name if member else "")
+        decision = self.core.policy.engine.decide(
+            PolicyRequest("peer", parent.name, asker, carried, aliases=(parent.agentid,))
+        )
+        return carried.value if decision.allowed else None
 
     async def _authorize_share(
         self, text: str, label: str | None, floor: str | None, fallback: str | None, context: dict[str, Any]
@@ -144,9 +201,12 @@ class GroupRuntime:
             admitted=True,
         )
         failure: ToolError | None = None
+        step = 0
         async for event in turn:
             if isinstance(event, ev.AssistantDelta):
                 yield event.text
+            elif isinstance(event, ev.LlmCallStarted | ev.ToolCallStarted):
+                step = _report_step(call, event, step, self.core.settings.agent.max_iterations)
             elif isinstance(event, ev.TurnFinished):
                 call.usage = {"inputtokens": event.input_tokens, "outputtokens": event.output_tokens}
                 if event.status == "cancelled":
@@ -164,6 +224,17 @@ class GroupRuntime:
         return (answers[-1] or "") if answers else ""
 
 
+def _report_step(call: SkillCall, event: ev.LlmCallStarted | ev.ToolCallStarted, step: int, most: int) -> int:
+    """`step n of m` for a task's agent turn: step n is the turn's n-th model call (a tool call belongs to the
+    step whose model call asked for it), m the turn's ceiling of model calls, agent.max_iterations. A turn that
+    answers sooner ends before step m: its result, not step m, marks the end (docs/coordination.md)."""
+    if isinstance(event, ev.LlmCallStarted):
+        call.step(event.iteration, most, "thinking" if event.iteration == 1 else "thinking over the tools' results")
+        return event.iteration
+    call.step(step or 1, most, f"running {event.name}")
+    return step
+
+
 def _model_id(core: AgentCore) -> str:
     model = core.settings.model
     if model.provider == "openai":
@@ -179,7 +250,7 @@ class _PeerTool(Tool):
     def __init__(self, runtime: GroupRuntime) -> None:
         self.runtime = runtime
 
-    async def _ask(self, args: dict[str, Any], ctx: ToolContext, **target: str) -> ToolOutput:
+    async def _ask(self, args: dict[str, Any], ctx: ToolContext, **target: Any) -> ToolOutput:
         deadline = args.get("deadline_seconds")
         handle = await self.runtime.dispatch(
             str(args.get("task", "")),
@@ -211,11 +282,16 @@ class DelegateTool(_PeerTool):
     spec = ToolSpec(
         name="delegate",
         description="Hand a task to whichever group member offers a skill, and get its answer. Use the roster's "
-        "skill names.",
+        "skill names. target \"children\" delegates to one of this agent's own children in the group's hierarchy.",
         parameters={
             "type": "object",
             "properties": {
                 "skill": {"type": "string", "description": "skill name, e.g. coder"},
+                "target": {
+                    "type": "string",
+                    "enum": ["any", "children"],
+                    "description": "any member offering the skill (default), or only this agent's children",
+                },
                 "task": {"type": "string", "description": "the complete task, self-contained"},
                 "deadline_seconds": {"type": "number", "minimum": 1, "maximum": 3600},
             },
@@ -227,7 +303,8 @@ class DelegateTool(_PeerTool):
     )
 
     async def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
-        return await self._ask(args, ctx, skill=str(args["skill"]))
+        children = args.get("target") == "children"  # delegate_to_child
+        return await self._ask(args, ctx, skill=str(args["skill"]), **({"to_children": True} if children else {}))
 
 
 class AskPeerTool(_PeerTool):

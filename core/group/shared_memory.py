@@ -102,7 +102,13 @@ class SharedMemory:
         if envelope.agentid == self.node.agent_id:
             return  # our own item: stored when it was shared
         own_zone = self.node.settings.zone
-        if envelope.zone not in OPEN_ZONES and envelope.zone != own_zone:
+        zones = self.node.zones
+        allowed = (
+            zones.allows(self.node.agent_id, envelope.zone)
+            if zones is not None
+            else envelope.zone in OPEN_ZONES or envelope.zone == own_zone
+        )
+        if not allowed:
             self.refused += 1
             log.info(
                 "memory item %s from zone %s not indexed (this agent is in %s)", envelope.id, envelope.zone, own_zone

@@ -28,8 +28,8 @@ HOUR_MS = 3_600_000
 # Topics every agent reads in full (broadcast and addressed) get one partition: more would add no parallelism
 # (each reader takes them all) and multiply what every poll of every agent costs. Queues, traces and the
 # audit trail (many writers, read by tools or by one taker per task) get the group's partition count.
-SINGLE_PARTITION = ("announce", "control", "requests", "responses", "progress", "memory")
-SHARED_SUFFIXES = ("announce", "control", "requests", "responses", "progress", "traces", "memory", "audit")
+SINGLE_PARTITION = ("announce", "control", "requests", "responses", "progress", "memory", "claims")
+SHARED_SUFFIXES = ("announce", "control", "requests", "responses", "progress", "traces", "memory", "audit", "claims")
 # Broker answers meaning "I do not accept these topic configs", as opposed to "you may not" or "no such thing".
 _CONFIG_REJECTED = frozenset(
     {"InvalidConfigurationError", "PolicyViolationError", "UnsupportedVersionError", "InvalidRequestError"}
@@ -83,6 +83,8 @@ def group_topics(settings: GroupSettings) -> list[TopicSpec]:
     for suffix in SHARED_SUFFIXES:
         partitions = 1 if suffix in SINGLE_PARTITION else settings.partitions
         keep = _hours_ms(settings.audit_retention_hours) if suffix == "audit" else retention
+        if suffix == "control":
+            keep = -1  # admissions, revocations and zones are the group's membership: read from the start, kept
         specs.append(TopicSpec(topic(settings.name, suffix), partitions, keep, compact=suffix == "announce"))
     specs.extend(skill_spec(settings, skill.name) for skill in settings.skills)
     return specs
@@ -179,8 +181,10 @@ class TopicManager:
         described = await self._call(lambda admin: admin.describe_topics(names))
         return {t["topic"]: len(t["partitions"]) for t in described if t.get("error_code", 0) == 0}
 
-    async def delete(self, names: list[str]) -> None:
-        await self._call(lambda admin: admin.delete_topics(names))
+    async def delete(self, names: list[str]) -> dict[str, str | None]:
+        """Delete topics; topic name -> None when deleted, else the broker's error class name."""
+        response = await self._call(lambda admin: admin.delete_topics(names))
+        return {str(name): (_error_name(code) if code else None) for name, code in response.topic_error_codes}
 
     async def ensure(self, specs: Iterable[TopicSpec], replication_factor: int | None = None) -> list[str]:
         """Create the topics among `specs` that do not exist yet; returns the names this call created."""

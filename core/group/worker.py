@@ -25,6 +25,7 @@ from core.group.envelope import TASK_PROGRESS, TASK_REQUEST, TASK_RESULT, Envelo
 from core.group.intake import Incoming
 from core.group.node import GroupNode
 from core.group.publisher import Also, Outgoing
+from core.group.taskboard import StepReporter
 from core.timeline.ids import TraceContext, now_iso
 from core.timeline.store import Event
 
@@ -50,9 +51,17 @@ class SkillCall:
     sender: str = ""  # the verified agent id that sent the request (the payload's requester is only a claim)
     label: str = ""  # the request's sensitivity label ("" when it carries none)
     result_label: str = ""  # the answer's label, set by the runner ("" when unlabelled)
+    reporter: Callable[[int | None, int | None, str], None] | None = field(default=None, repr=False)
+
+    def step(self, step: int | None, steps: int | None = None, message: str = "") -> None:
+        """Say where a long task is, `step n of m` (protocol §4 progress): the worker sends it to the requester,
+        throttled, and shows it on this agent's roster card (docs/coordination.md)."""
+        if self.reporter is not None:
+            self.reporter(step, steps, message)
 
 
 SkillRunner = Callable[[SkillCall], AsyncIterator[str]]  # yields answer text as it is produced
+FinishedListener = Callable[[Envelope, TraceContext, dict[str, Any]], Awaitable[None]]  # request, its span, result
 
 
 async def echo_runner(call: SkillCall) -> AsyncIterator[str]:
@@ -65,6 +74,7 @@ class Worker:
         self.node = node
         self.runners = runners  # handler name ("agent", "echo") -> runner
         self._running: dict[str, asyncio.Task[None]] = {}
+        self.finished: list[FinishedListener] = []  # told of each task's result once sent (reporting up)
         node.on(TASK_REQUEST, self._on_request, duplicate=self._on_duplicate)
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -91,6 +101,7 @@ class Worker:
     def _done(self, taskid: str) -> None:
         self._running.pop(taskid, None)
         self.node.active_tasks = len(self._running)
+        self.node.board.finish(taskid)
 
     async def _on_duplicate(self, incoming: Incoming, event: Event) -> None:
         """A redelivery: never run again; repeat a finished task's result so a requester that missed it gets it."""
@@ -124,7 +135,9 @@ class Worker:
         if refusal is not None:
             code, message = refusal
             opening = _Opening([], row)
-            await self._send_result(envelope, received.trace, taskid, _failure(code, message, started), opening)
+            failure = _failure(code, message, started)
+            await self._send_result(envelope, received.trace, taskid, failure, opening)
+            await self._tell_finished(envelope, received.trace, failure)
             return
         deadline = parse_deadline(data.get("deadline"))
         assert deadline is not None  # checked by _refusal
@@ -142,14 +155,44 @@ class Worker:
         )
         accepted = await self._prepare_progress(envelope, received.trace, taskid, {"state": "accepted", "elapsedms": 0})
         opening = _Opening([accepted], row)
+        steps = self._steps(envelope, received.trace, call, started, opening)
         timer = asyncio.create_task(self._open_later(opening), name=f"shoal-accept-{taskid}")
         try:
             result = _labelled(await self._run(envelope, received.trace, call, started, opening), call)
+            await steps.close()  # no step progress after the result
             await self._send_result(envelope, received.trace, taskid, result, opening)
         finally:
             timer.cancel()
+            await steps.close()
+        await self._tell_finished(envelope, received.trace, result)
         if call.session_id:  # an agent turn ran: its LLM and tool steps go to the audit trail
             await self._publish_steps(call)
+
+    async def _tell_finished(self, request: Envelope, trace: TraceContext, result: dict[str, Any]) -> None:
+        for listener in list(self.finished):
+            try:
+                await listener(request, trace, result)
+            except Exception:
+                log.exception("group: a finished-task listener failed")
+
+    def _steps(
+        self, envelope: Envelope, trace: TraceContext, call: SkillCall, started: float, opening: _Opening
+    ) -> StepReporter:
+        """`call.step(n, m)` goes to the requester as `working` progress (throttled) and onto this agent's card."""
+        member = self.node.roster.get(envelope.agentid)
+        name = member.name if member else str(call.requester.get("name") or "")
+        self.node.board.start(call.taskid, call.skill, {"agentid": envelope.agentid, "name": name})
+
+        async def send(data: dict[str, Any]) -> None:
+            progress = {"state": "working", **data, "elapsedms": _ms(started)}
+            await self._progress(envelope, trace, call.taskid, progress, opening)
+
+        def show(step: int | None, steps: int | None, message: str) -> None:
+            self.node.board.update(call.taskid, step, steps, message)
+
+        reporter = StepReporter(send, show)
+        call.reporter = reporter.report
+        return reporter
 
     async def _open_later(self, opening: _Opening) -> None:
         """A task still running after ACCEPT_WINDOW tells its requester who took it."""
@@ -257,7 +300,8 @@ class Worker:
         self, event_type: str, suffix: str, request: Envelope, trace: TraceContext, taskid: str, data: dict[str, Any]
     ) -> Outgoing:
         """A progress or result envelope answering `request`, signed as this agent (not yet committed).
-        Streamed `working` progress is not recorded in the timeline: the result carries the whole answer."""
+        Streamed `working` progress is not recorded in the timeline (the result carries the whole answer); a
+        `step n of m` is, as the task's history (`shoal describe task`)."""
         payload = {"taskid": taskid, **data, "agent": {"agentid": self.node.agent_id, "name": self.node.name}}
         return await self.node.prepare(
             event_type,
@@ -268,7 +312,8 @@ class Worker:
             parent=trace,
             causationid=request.id,
             recipient=request.agentid,
-            record=data.get("state") != "working",
+            record=data.get("state") != "working" or "step" in data,
+            zone=request.zone,  # a private zone's task is answered inside the zone, sealed like the request
         )
 
     async def _send_result(

@@ -4,7 +4,8 @@ memory item from a zone this agent is not in (docs/groups.md, "Zones").
 A sealed payload not sealed for this agent is skipped without a record, like an envelope addressed to another
 agent: every non-member reads the zone's broadcast items, and recording each would only fill the audit trail.
 A plaintext task or memory item from a zone this agent is not in, or a sealed payload that does not open, is
-dropped and audited (`not-in-zone`, `undecryptable`).
+dropped and audited (`not-in-zone`, `undecryptable`). In an open group zones are only what each agent
+declares (group.zone): there the shared memory alone filters items by zone, as protocol 1.0 did.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def open_zone(node: GroupNode, envelope: Envelope, topic: str) -> Envelope | Env
     zones = node.zones
     if sealed is not None and len(envelope.data) == 1:
         return _open(node, envelope, sealed, topic)
-    if zones is not None and envelope.type in GATED_TYPES and not zones.allows(node.agent_id, envelope.zone):
+    closed = node.membership.enforced  # in an open group zones are self-declared: shared memory filters items
+    if closed and zones is not None and envelope.type in GATED_TYPES and not zones.allows(node.agent_id, envelope.zone):
         detail = f"a {envelope.type} from zone {envelope.zone!r}, which this agent is not in"
         return EnvelopeRejected("not-in-zone", detail, envelope.summary(topic))
     return envelope

@@ -12,7 +12,9 @@ member checks the signer is the founder itself: a zone's member list cannot be w
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,8 @@ PUBLIC, SHARED = "public", "shared"
 BUILTIN = (PUBLIC, SHARED)
 ZONE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 MAX_ZONE_MEMBERS = 500
+ZoneListener = Callable[[str], None]  # the zone defined, changed or removed
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,18 @@ class Zones:
         self.membership = membership
         self.own_zone = own_zone  # the zone this agent's settings put its envelopes in
         self._private: dict[str, Zone] = {}
+        self._listeners: list[ZoneListener] = []
+
+    def add_listener(self, listener: ZoneListener) -> None:
+        """Told of each zone definition applied (the desktop's zones view redraws; nothing else polls)."""
+        self._listeners.append(listener)
+
+    def _tell(self, name: str) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(name)
+            except Exception:
+                log.exception("zone listener failed")
 
     def get(self, name: str) -> Zone | None:
         if name == PUBLIC:
@@ -114,10 +130,12 @@ class Zones:
             return _refused("malformed", "a zone's members must be a list of agent ids", envelope)
         if not members:
             self._private.pop(name, None)
+            self._tell(name)
             return None
         ids = tuple(dict.fromkeys(str(m) for m in members))
         description = str(data.get("description", ""))[:300]
         self._private[name] = Zone(name, "private", ids, description, envelope.agentid, envelope.time)
+        self._tell(name)
         return None
 
 

@@ -32,6 +32,7 @@ from core.errors import ShoalError, classify
 from core.schedule import owners
 from core.schedule.clock import from_iso, zone_key
 from core.schedule.execution import Outcome, SchedulingCore, converse, finish_run
+from core.schedule.group_claim import claimed
 from core.schedule.ledger import Claim
 from core.schedule.models import Job, Run
 from core.schedule.rules import ON_TIME, decide
@@ -302,9 +303,11 @@ class Runner:
             async with self._slot():
                 run = await self.store.mark_running(run)
                 self._changed()
-                await converse(
-                    self.core, self.store, job, outcome, lambda event: self._on_event(job, run, event, on_event)
-                )
+                async with claimed(self.core, job, run, outcome) as ours:  # a job shared by a group runs once
+                    if ours:
+                        await converse(
+                            self.core, self.store, job, outcome, lambda event: self._on_event(job, run, event, on_event)
+                        )
         except asyncio.CancelledError:
             outcome.status = "cancelled"
             outcome.error = outcome.error or "Stopped before it finished (Shoal was closing, or the job was removed)."

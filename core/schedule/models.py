@@ -42,6 +42,7 @@ class Job:
     next_run: str | None  # None while disabled, and once a one-off has run
     last_run: str | None
     last_status: str | None
+    group_claim: str | None = None  # a group work key: each scheduled time runs once across the group
 
     @property
     def spec(self) -> Spec:
@@ -63,7 +64,7 @@ class Job:
     def from_row(cls, row: sqlite3.Row | dict[str, Any]) -> Job:
         data = dict(row)
         data["notify"], data["enabled"] = bool(data["notify"]), bool(data["enabled"])
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass(frozen=True)

@@ -58,13 +58,16 @@ class Scheduler(Runner):
         name: str = "",
         catch_up: str | None = None,
         notify: bool = True,
+        group_claim: str | None = None,
     ) -> Job:
-        job = await self.store.add(prompt, cron=cron, every=every, at=at, name=name, catch_up=catch_up, notify=notify)
+        job = await self.store.add(
+            prompt, cron=cron, every=every, at=at, name=name, catch_up=catch_up, notify=notify, group_claim=group_claim
+        )
         self._touched()
         return job
 
     async def update_job(self, id_or_prefix: str, **changes: Any) -> Job:
-        """Change prompt, name, catch_up, notify, or the schedule (one of cron, every, at)."""
+        """Change prompt, name, catch_up, notify, group_claim, or the schedule (one of cron, every, at)."""
         job = await self.store.update(id_or_prefix, **changes)
         self._touched()
         return job

@@ -41,6 +41,14 @@ def _check_catch_up(catch_up: str | None) -> None:
         raise UserError(f"catch_up must be once or skip, not {catch_up!r}.", "Use once, skip, or leave it unset.")
 
 
+def _check_claim(key: str | None) -> str | None:
+    """A job's group work key (docs/coordination.md): trimmed, at most 200 characters; empty means none."""
+    key = " ".join((key or "").split())
+    if len(key) > 200:
+        raise UserError(f"The group claim key is {len(key)} characters; the limit is 200.", "Use a short name.")
+    return key or None
+
+
 def _check_prompt(prompt: str) -> str:
     prompt = prompt.strip()
     if not prompt:
@@ -71,9 +79,12 @@ class ScheduleStore(RunLedger):
         name: str = "",
         catch_up: str | None = None,
         notify: bool = True,
+        group_claim: str | None = None,
     ) -> Job:
-        """A new enabled job with its own thread (session), due at its first time after now."""
+        """A new enabled job with its own thread (session), due at its first time after now. `group_claim`: run
+        each scheduled time once across the group (core/schedule/group_claim.py)."""
         prompt = _check_prompt(prompt)
+        claim = _check_claim(group_claim)
         _check_catch_up(catch_up)
         spec = self.parse(cron=cron, every=every, at=at)
         now = self.now()
@@ -88,9 +99,9 @@ class ScheduleStore(RunLedger):
             )
             conn.execute(
                 "INSERT INTO schedule_jobs (id, name, prompt, kind, expr, catch_up, notify, enabled, session_id, "
-                "created_at, updated_at, next_run) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
+                "created_at, updated_at, next_run, group_claim) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
                 (job_id, name, prompt, spec.kind, spec.expr, catch_up, int(notify), session_id, stamp, stamp,
-                 to_iso(next_run) if next_run else None),
+                 to_iso(next_run) if next_run else None, claim),
             )  # fmt: skip
             return self._job(conn, job_id)
 
@@ -107,6 +118,7 @@ class ScheduleStore(RunLedger):
         at: str | None = None,
         catch_up: str | None = _UNSET,
         notify: bool | None = None,
+        group_claim: str | None = _UNSET,
     ) -> Job:
         """Change a job; a new schedule (one of cron, every, at) also recomputes its next run from now (and
         switches a one-off that already ran back on)."""
@@ -121,6 +133,8 @@ class ScheduleStore(RunLedger):
             changes["catch_up"] = catch_up
         if notify is not None:
             changes["notify"] = int(notify)
+        if group_claim is not _UNSET:
+            changes["group_claim"] = _check_claim(group_claim)
         if (cron, every, at) != (None, None, None):
             spec = self.parse(cron=cron, every=every, at=at)
             changes.update(kind=spec.kind, expr=spec.expr)

@@ -215,6 +215,13 @@ def m008_policy(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m009_schedule_group_claim(db: sqlite_utils.Database) -> None:
+    """A scheduled job's group work key (core/schedule/group_claim.py): NULL runs it here whatever peers do; a key
+    runs each scheduled time once across the group (docs/coordination.md)."""
+    db.execute("ALTER TABLE schedule_jobs ADD COLUMN group_claim TEXT")
+
+
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 

@@ -1,8 +1,9 @@
 """The echo skill as the group robustness tests use it: a worker whose runs are counted, and its results read
-off the responses topic."""
+off the responses topic; and a long task that reports `step n of m` as the test lets it go on."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -50,3 +51,22 @@ async def responses_until(broker: TansuBroker, group: str, taskid: str, count: i
         timeout=20,
     )
     return results_for(records, taskid)
+
+
+STEPS = 3  # the steps of `SteppingSkill`
+
+
+class SteppingSkill:
+    """A long task: reports `step n of 3`, then waits for the test to let it go on."""
+
+    def __init__(self) -> None:
+        self.proceed = asyncio.Event()
+        self.at = 0
+
+    async def __call__(self, call: SkillCall) -> AsyncIterator[str]:
+        for n in range(1, STEPS + 1):
+            call.step(n, STEPS, f"reading part {n}")
+            self.at = n
+            await self.proceed.wait()
+            self.proceed.clear()
+        yield f"read {STEPS} parts of {call.input}"

@@ -41,13 +41,14 @@ def test_group_topics_follow_the_protocol_table() -> None:
         "group.team.traces",
         "group.team.memory",
         "group.team.audit",
+        "group.team.claims",
         "group.team.skill.summarize.requests",
     }
     assert specs["group.team.announce"] == tp.TopicSpec("group.team.announce", 1, 7_200_000, compact=True)
     assert specs["group.team.control"].partitions == 1 and not specs["group.team.control"].compact
     assert specs["group.team.audit"].retention_ms == 48 * 3_600_000
     assert specs["group.team.requests"].partitions == 1 and specs["group.team.requests"].retention_ms == 7_200_000
-    for read_in_full in ("responses", "progress", "memory"):
+    for read_in_full in ("responses", "progress", "memory", "claims"):
         assert specs[f"group.team.{read_in_full}"].partitions == 1
     assert specs["group.team.skill.summarize.requests"].partitions == 3
     assert specs["group.team.audit"].partitions == specs["group.team.traces"].partitions == 3

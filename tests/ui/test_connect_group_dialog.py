@@ -150,13 +150,16 @@ async def test_test_connection_streams_every_check_against_the_broker(kafka_brok
             "Settings",
             f"DNS {host}",
             f"TCP {host}:{port}",
+            f"Kafka {host}:{port}",
             "Kafka metadata",
             "Group topics",
             "Produce/consume probe",
+            "Consumer groups",
         ]
         assert statuses["Produce/consume probe"] == "ok" and statuses["Kafka metadata"] == "ok"
         assert statuses["Group topics"] == "warn"  # a new group: its topics are created on join
-        assert len(dialog.checks.labels) == 6 and "round trip" in dialog.checks.labels[-1].text()
+        assert statuses["Consumer groups"] == "warn"  # and nobody has joined it yet
+        assert len(dialog.checks.labels) == 8 and "round trip" in dialog.checks.labels[-2].text()
         assert "It works, with warnings" in dialog.checks.status.text()
         assert dialog.test_button.text() == "Test connection"
         assert bridge.core.group is None and not load_settings().config_file.exists(), "testing saves nothing"
@@ -205,3 +208,24 @@ async def test_a_running_test_stops_at_once_and_the_gui_keeps_going() -> None:
         server.close()
         with contextlib.suppress(Exception):
             await server.wait_closed()
+
+
+async def test_the_report_shows_a_tls_mismatch_in_red_with_its_hint(kafka_broker: TansuBroker) -> None:
+    """The kshark report in the dialog: SSL chosen for the broker's plaintext port."""
+    from ui.widgets.group_format import check_style
+
+    async with connect_dialog() as (dialog, _):
+        fill(dialog, servers=kafka_broker.bootstrap, group=f"g{uuid.uuid4().hex[:8]}", protocol="SSL")
+        dialog.test_button.click()
+        await wait_until(lambda: not dialog.testing, timeout=30)
+        host, port = kc.split_server(kafka_broker.bootstrap)
+        checks = {c.name: c for c in dialog.checks.checks}
+        tls = checks[f"TLS {host}:{port}"]
+        assert tls.status == "fail" and tls.hint.startswith("The server does not speak TLS")
+        label = dialog.checks.labels[dialog.checks.checks.index(tls)].text()
+        assert f"color:{check_style('fail')[1]}" in label and "FAIL" in label
+        assert "The server does not speak TLS" in label and "PLAINTEXT" in label
+        skipped = dialog.checks.labels[dialog.checks.checks.index(checks["Consumer groups"])].text()
+        assert f"color:{check_style('skip')[1]}" in skipped and "SKIP" in skipped and "→" not in skipped
+        assert dialog.checks.statuses()[f"TCP {host}:{port}"] == "ok"
+        assert "fix the first failed step" in dialog.checks.status.text()

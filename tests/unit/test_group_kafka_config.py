@@ -227,7 +227,7 @@ def test_describe_plaintext_has_no_secrets_section() -> None:
 def test_module_import_does_not_import_aiokafka() -> None:
     import subprocess
 
-    modules = "core.group.kafka_config, core.group.topics, core.group.diagnostics"
+    modules = "core.group.kafka_config, core.group.topics, core.group.kshark"
     code = f"import sys, {modules}; print('aiokafka' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

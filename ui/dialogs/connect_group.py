@@ -95,8 +95,12 @@ class ConnectGroupDialog(QDialog):
         self.cancel_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
         self.disconnect_button = QPushButton("Disconnect")  # apart from Connect: it undoes, it does not confirm
         self.disconnect_button.setToolTip("Leave the group and keep group mode off")
+        self.invite_button = QPushButton("Closed group…")  # ui/dialogs/group_invite.py
+        self.invite_button.setToolTip("Create a group only invited agents can join, or join one with an invite code")
+        self.invite_button.clicked.connect(lambda: self.open_invite())
         bottom = QHBoxLayout()
         bottom.addWidget(self.disconnect_button)
+        bottom.addWidget(self.invite_button)
         bottom.addWidget(self.buttons, 1)
         self.connect_button.clicked.connect(self.connect_group)
         self.disconnect_button.clicked.connect(self.disconnect_group)
@@ -326,6 +330,16 @@ class ConnectGroupDialog(QDialog):
         self._clear_problems()
         await self._run(self.bridge.group.disconnect_group, "Leaving the group…", self.disconnected)
 
+    def open_invite(self, mode: str = "create") -> QDialog:
+        """Create or join a closed group. Once in one this form is out of date, so it closes with that dialog."""
+        from ui.dialogs.group_invite import GroupInviteDialog
+
+        dialog = GroupInviteDialog(self.bridge, self, mode=mode)
+        dialog.entered.connect(lambda _how: self.connected.emit())
+        dialog.finished.connect(lambda _result: self.accept() if isValid(self) and dialog.outcome else None)
+        dialog.open()
+        return dialog
+
     # --- testing -------------------------------------------------------------------------------
 
     @property
@@ -347,8 +361,6 @@ class ConnectGroupDialog(QDialog):
         self._test_task = asyncio.ensure_future(self._test(values))
 
     async def _test(self, values: dict[str, Any]) -> None:
-        from core.group.diagnostics import overall
-
         try:
             async for check in self.bridge.group.test_group_connection(values):
                 if not isValid(self):
@@ -362,7 +374,7 @@ class ConnectGroupDialog(QDialog):
                 self.checks.set_status("")
                 self.general_error.show_error(exc)
         else:
-            verdict = overall(self.checks.checks)
+            verdict = self.bridge.group.test_verdict(self.checks.checks)
             symbol, colour = check_style(verdict)
             self.checks.set_status(f"{symbol} {VERDICTS.get(verdict, verdict)}", colour)
         finally:

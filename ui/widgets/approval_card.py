@@ -50,6 +50,9 @@ class ApprovalCard(QFrame):
         ):
             button.clicked.connect(lambda _=False, d=decision: self._decide(d))
         self._lay_out(request.tool, request.risk)
+        if not request.session_id:  # not asked by a turn (e.g. "let X join the group?"): no session to remember
+            self.session_label.hide()
+            self.session_button.hide()
 
     def _summary_box(self, summary: str, arguments: dict[str, object]) -> QPlainTextEdit:
         box = QPlainTextEdit(summary, self)

@@ -16,7 +16,10 @@ from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from ui.widgets.group_format import check_style
 
-PLACEHOLDER = "Test connection checks each step to the brokers: DNS, TCP, TLS, login, topics, a round trip."
+PLACEHOLDER = (
+    "Test connection checks each step to the brokers: DNS, TCP, TLS, Kafka, login, metadata, the group's topics, "
+    "a round trip, and the group's consumers with their lag (the same report as `shoal kshark`)."
+)
 
 
 class CheckList(QScrollArea):
@@ -24,7 +27,7 @@ class CheckList(QScrollArea):
         super().__init__(parent)
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.checks: list[Any] = []  # core.group.diagnostics.Check, in the order they arrived
+        self.checks: list[Any] = []  # core.group.kshark.Check, in the order they arrived
         self.labels: list[QLabel] = []
         body = QWidget()
         self._column = QVBoxLayout(body)

@@ -168,7 +168,9 @@ def _who(value: Any) -> str:
 def _group_text(data: Any) -> str:
     if not isinstance(data, dict):
         return ""
-    return str(data.get("input") or data.get("output") or data.get("delta") or data.get("message") or "")
+    return str(
+        data.get("input") or data.get("output") or data.get("delta") or data.get("message") or data.get("summary") or ""
+    )
 
 
 def group_label(event: Event) -> str:
@@ -192,6 +194,8 @@ def group_label(event: Event) -> str:
             return f"→ {kind} ({data.get('status', '?')})"
         if kind == "task.progress":
             return f"→ {kind} {data.get('state', '')}".rstrip()
+        if kind == "task.report":  # a child reporting up (docs/hierarchy.md)
+            return f"→ {kind} to parent ({data.get('status', '?')})"
         return f"→ {kind}"
     sender = data.get("agent") or data.get("requester") or envelope.get("agentid")
     if kind == "task.request":
@@ -201,6 +205,9 @@ def group_label(event: Event) -> str:
         return f"← {kind} from {_who(sender)} ({data.get('status', '?')})"
     if kind == "task.progress":
         return f"← {kind} from {_who(sender)}: {data.get('state', '')}"
+    if kind == "task.report":
+        skill = f", skill {data['skill']}" if data.get("skill") else ""
+        return f"← {kind} from child {_who(sender)} ({data.get('status', '?')}{skill})"
     return f"← {kind} from {_who(sender)}"
 
 

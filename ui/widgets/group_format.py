@@ -58,3 +58,29 @@ def local_time(iso: str) -> str:
         return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone().strftime("%Y-%m-%d %H:%M:%S")
     except ValueError:
         return iso
+
+
+ORCHESTRATOR_BADGE = "★ orchestrator"
+
+
+def tree_name(card: dict[str, Any]) -> str:
+    """A roster row's name: indented under its parent (docs/hierarchy.md), with the orchestrator badge."""
+    depth = int(card.get("depth") or 0)
+    indent = "    " * (depth - 1) + "└ " if depth > 0 else ""
+    badge = f"  {ORCHESTRATOR_BADGE}" if card.get("orchestrator") else ""
+    return f"{indent}{card.get('name', '')}{badge}"
+
+
+def hierarchy_text(card: dict[str, Any]) -> str:
+    """One line for a row's tooltip: its parent (by default: the only orchestrator), its children, or why it
+    is not a valid child ("" for a member outside any hierarchy)."""
+    if card.get("hierarchyproblem"):
+        return f"not a valid child: {card['hierarchyproblem']}"
+    parts = []
+    if card.get("parentname"):
+        how = " (by default)" if card.get("parentbydefault") else ""
+        gone = " (not in the roster)" if not card.get("effectiveparent") else ""
+        parts.append(f"parent: {card['parentname']}{how}{gone}")
+    if card.get("children"):
+        parts.append(f"children: {', '.join(card['children'])}")
+    return " · ".join(parts)

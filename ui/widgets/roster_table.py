@@ -17,6 +17,9 @@ from ui.widgets import group_format as fmt
 
 CARD_ROLE = Qt.ItemDataRole.UserRole
 STATUS_COLORS = {"idle": "#2e9d3a", "busy": "#d97706", "draining": "#8a8a8a"}
+ORCHESTRATOR_COLOR = "#7c3aed"  # the orchestrator's row stands out (docs/hierarchy.md)
+# membership in a closed group (docs/groups.md); "open": a group without a join secret
+MEMBER_COLORS = {"admitted": "#2e9d3a", "pending": "#d97706", "revoked": "#d83b3b", "expired": "#8a8a8a"}
 
 
 class Col(IntEnum):
@@ -24,13 +27,15 @@ class Col(IntEnum):
     SKILLS = 1
     MODEL = 2
     STATUS = 3
-    TASKS = 4
-    ZONE = 5
-    SEEN = 6
-    ID = 7
+    MEMBER = 4
+    TASKS = 5
+    ZONE = 6
+    ZONES = 7
+    SEEN = 8
+    ID = 9
 
 
-HEADERS = ["Name", "Skills", "Model", "Status", "Tasks", "Zone", "Last seen", "Agent id"]
+HEADERS = ["Name", "Skills", "Model", "Status", "Member", "Tasks", "Zone", "In zones", "Last seen", "Agent id"]
 
 
 class RosterTable(QTableWidget):
@@ -58,14 +63,16 @@ class RosterTable(QTableWidget):
                 self.selectRow(row)
 
     def _fill(self, row: int, card: dict[str, Any]) -> None:
-        name = card.get("name", "") + ("  (this agent)" if card.get("isself") else "")
+        name = fmt.tree_name(card) + ("  (this agent)" if card.get("isself") else "")
         cells = {
             Col.NAME: name,
             Col.SKILLS: fmt.skills_text(card),
             Col.MODEL: card.get("model") or "—",
             Col.STATUS: card.get("status", ""),
+            Col.MEMBER: card.get("membership") or "—",  # merged in by the pane (bridge.group.admin.membership)
             Col.TASKS: str(card.get("activetasks", 0)),
             Col.ZONE: card.get("zone", ""),
+            Col.ZONES: ", ".join(z for z in card.get("memberzones", []) if z != "public") or "public",
             Col.SEEN: fmt.last_seen(card.get("lastseen", "")),
             Col.ID: fmt.short_id(card.get("agentid", "")),
         }
@@ -79,9 +86,14 @@ class RosterTable(QTableWidget):
             font = QFont(self.font())
             font.setBold(True)
             self.item(row, Col.NAME).setFont(font)
+        if card.get("orchestrator"):
+            self.item(row, Col.NAME).setForeground(QColor(ORCHESTRATOR_COLOR))
         colour = STATUS_COLORS.get(card.get("status", ""))
         if colour:
             self.item(row, Col.STATUS).setForeground(QColor(colour))
+        if member_colour := MEMBER_COLORS.get(card.get("membership", "")):
+            self.item(row, Col.MEMBER).setForeground(QColor(member_colour))
+        self.item(row, Col.ZONES).setToolTip("Zones this member may see: " + ", ".join(card.get("memberzones", [])))
         self.item(row, Col.TASKS).setTextAlignment(Qt.AlignmentFlag.AlignCenter)
         self.item(row, Col.SEEN).setToolTip(fmt.local_time(card.get("lastseen", "")))
         self.item(row, Col.ID).setToolTip(card.get("agentid", ""))
@@ -102,6 +114,8 @@ def _tooltip(card: dict[str, Any]) -> str:
     lines = [f"{card.get('name', '')} — {card.get('description') or 'no description'}"]
     for skill in card.get("skills", []):
         lines.append(f"• {skill.get('name', '')}: {skill.get('description') or '(no description)'}")
+    if place := fmt.hierarchy_text(card):
+        lines.append(place)
     lines.append(f"{card.get('version', '')} · {', '.join(card.get('capabilities', []))}")
     lines.append(f"since {fmt.local_time(card.get('startedat', ''))}")
     return "\n".join(lines)
