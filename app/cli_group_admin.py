@@ -91,15 +91,16 @@ def create(obj: Context, name: str, bootstrap: tuple[str, ...], force: bool, wai
 
 
 @group.command("join")
-@click.argument("code")
+@click.argument("code", required=False)
 @click.option("--name", "agent_name", default="", help="how peers see this agent (default: the host name)")
 @click.option("--timeout", type=float, help="seconds to wait for a member to answer (default: group.join_timeout)")
 @click.pass_obj
-def join(obj: Context, code: str, agent_name: str, timeout: float | None) -> None:
-    """Join a closed group with an invite code: prove the secret, get admitted, switch group mode on."""
+def join(obj: Context, code: str | None, agent_name: str, timeout: float | None) -> None:
+    """Join a closed group with an invite code: prove the secret, get admitted, switch group mode on. Without
+    CODE it is asked for (hidden), so the secret stays out of the shell history and the process list."""
     from core.group.invite import Invite, forget_invite, store_invite
 
-    invite = Invite.parse(code)
+    invite = Invite.parse(code or click.prompt("Invite code", hide_input=True))
     loaded = _save_group(obj, invite.group, list(invite.bootstrap), invite.security_protocol)
     if agent_name:
         from core.setup import SetupService

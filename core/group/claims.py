@@ -2,9 +2,11 @@
 
 An agent publishes a `shoal.claim` for a work key on the group's `claims` topic, waits until it has read its
 own claim back, and then knows whether it won: every member folds the same records in the same offset order
-(core/group/claimbook.py), so the verdict needs no round trip and no clock agreement. A winner says `done`
-when the work is finished (peers then skip the key until the done record's ttl runs out) or `released` when
-it gave up (the key is free at once); a winner that says nothing holds the key until its ttl runs out.
+(core/group/claimbook.py), so the verdict needs no round trip. Expiry compares envelope times, so clocks must
+agree within MAX_SKEW: an agent whose clock most peers' cards disagree with refuses to claim. A winner says
+`done` when the work is finished (peers then skip the key until the done record's ttl runs out) or `released`
+when it gave up (the key is free at once); a winner that says nothing holds the key until its ttl runs out.
+A claim that is slow to come back is followed, never given up: it may have won, and peers that read it skip.
 
     async with node.claims.hold("research:2026-11-21T08:00Z", ttl=600) as claim:
         if claim is None:
@@ -20,23 +22,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import statistics
+import time
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from core.errors import NetworkError, UserError
-from core.group.claimbook import MAX_KEY_CHARS, MAX_TTL_MS, Claim, ClaimBook, iso, parse_record
+from core.errors import ConfigError, NetworkError, UserError
+from core.group.claimbook import MAX_KEY_CHARS, MAX_SKEW, MAX_TTL_MS, Claim, ClaimBook, iso, parse_record, parse_time
 from core.timeline.ids import TraceContext, new_id
 from core.timeline.store import Event
 
 if TYPE_CHECKING:
     from core.group.intake import Incoming
     from core.group.node import GroupNode
+    from core.group.roster import Member
 
 log = logging.getLogger(__name__)
 CLAIM = "shoal.claim"
 SUFFIX = "claims"
-DEFAULT_WAIT = 10.0  # seconds to wait for our own claim to come back before giving up on it
+DEFAULT_WAIT = 10.0  # seconds to wait for our own claim to come back before saying it is late (then followed)
+Verdict = tuple[bool, Claim | None] | None  # (won, our claim or the hold that beat it); None: void
 
 
 class Claims:
@@ -45,7 +51,8 @@ class Claims:
     def __init__(self, node: GroupNode) -> None:
         self.node = node
         self.book = ClaimBook()
-        self._waiting: dict[str, tuple[str, asyncio.Future[bool]]] = {}  # claim id -> (work key, verdict)
+        self._waiting: dict[str, tuple[str, asyncio.Future[Verdict]]] = {}  # claim id -> (work key, verdict)
+        self._void: set[str] = set()  # own claims read back but ignored (out of time): decided by nobody
         self._settling = False
         node.on_early(CLAIM, self._observe)
 
@@ -60,39 +67,40 @@ class Claims:
         session_id: str = "",
         parent: TraceContext | None = None,
     ) -> Claim | None:
-        """The claim when this agent won `workkey` for `ttl` seconds; None when a peer holds it. Raises
-        NetworkError when the claim did not come back within `wait` seconds (it is then released, so a late
-        delivery blocks nobody)."""
+        """The claim when this agent won `workkey` for `ttl` seconds; None when a peer holds it.
+
+        A claim that has not come back after `wait` seconds is still followed, for as long as it could hold
+        the key (its ttl): it may be on the broker and have won, and peers that read it skip the key, so giving
+        it up would leave the work to nobody. Raises NetworkError when it was never decided: it came back void
+        (sent more than MAX_SKEW after it was made, e.g. once a broker outage ended) or its ttl ran out first.
+        Raises ConfigError, before claiming, when this machine's clock disagrees with most peers' cards."""
         ttlms = _ttl_ms(ttl)
         _check_key(workkey)
+        self._check_clock()
         claimid = new_id()
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         self._waiting[claimid] = (workkey, future)
         expires = datetime.now(UTC) + timedelta(milliseconds=ttlms)
         data = {"workkey": workkey, "claimid": claimid, "ttlms": ttlms, "expiresat": iso(expires), "state": "claimed"}
         trace = parent.child() if parent else TraceContext.new_root()
         try:
             await self._send(data, trace, session_id)
-            won = await asyncio.wait_for(asyncio.shield(future), wait)
+            verdict = await self._follow(workkey, future, wait, ttlms / 1000)
         except asyncio.CancelledError:  # the caller gave up: a claim nobody will act on must not hold the key
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._send({**data, "state": "released"}, trace, session_id))
             raise
-        except TimeoutError:
-            with contextlib.suppress(Exception):
-                await self._send({**data, "state": "released"}, trace, session_id)
-            raise NetworkError(
-                f"The claim for {workkey!r} did not come back from the group within {wait:g} s.",
-                "Check that the group's broker is reachable (`shoal group test`); the work was not started.",
-            ) from None
         finally:
             self._waiting.pop(claimid, None)
-        holder = self.book.holder(workkey)
+            self._void.discard(claimid)
+        if verdict is None:
+            raise NetworkError(
+                f"The group did not decide the claim for {workkey!r}: it did not come back in time to count.",
+                "Check that the group's broker is reachable (`shoal group test`); the work was not started.",
+            )
+        won, holder = verdict  # our own claim when it won, else the hold that beat it (not a later winner)
         await self._record(workkey, claimid, won, holder, trace, session_id)
-        if not won:
-            return None
-        assert holder is not None and holder.claimid == claimid
-        return holder
+        return holder if won else None
 
     async def release(self, claim: Claim, *, session_id: str = "") -> None:
         """Give the key up at once (the work failed or was not needed): the next claim for it wins."""
@@ -161,11 +169,22 @@ class Claims:
         keyed by its position). Verdicts are settled once the whole batch is in the book."""
         envelope = incoming.envelope
         position = (incoming.partition, incoming.offset)
-        record = parse_record(envelope.data, envelope.agentid, envelope.time, position)
+        record = parse_record(envelope.data, envelope.agentid, envelope.time, position, incoming.timestamp)
         if record is None:
-            log.info("group: ignored a malformed claim from %s", envelope.agentid)
+            log.info(
+                "group: ignored a claim from %s: malformed, or dated more than %g s from when it was sent",
+                envelope.agentid,
+                MAX_SKEW.total_seconds(),
+            )
+            claimid = envelope.data.get("claimid")
+            if envelope.agentid == self.node.agent_id and claimid in self._waiting:
+                self._void.add(str(claimid))  # our own claim, too late to count: nobody will decide it
+                self._settle_soon()
             return
         self.book.add(record)
+        self._settle_soon()
+
+    def _settle_soon(self) -> None:
         if self._waiting and not self._settling:
             self._settling = True
             asyncio.get_running_loop().call_soon(self._settle)
@@ -173,9 +192,38 @@ class Claims:
     def _settle(self) -> None:
         self._settling = False
         for claimid, (workkey, future) in list(self._waiting.items()):
-            verdict = self.book.verdict(workkey, claimid)
-            if verdict is not None and not future.done():
+            if future.done():
+                continue
+            verdict = self.book.outcome(workkey, claimid)
+            if verdict is not None:
                 future.set_result(verdict)
+            elif claimid in self._void:
+                future.set_result(None)
+
+    async def _follow(self, workkey: str, future: asyncio.Future[Verdict], wait: float, ttl: float) -> Verdict:
+        """The claim's verdict: within `wait`, or later while the claim could still hold the key (None if not)."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), wait)
+        except TimeoutError:
+            if ttl <= wait:
+                return None
+        log.warning("group: the claim for %s is not back after %g s; following it (it may have won)", workkey, wait)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), ttl - wait)
+        except TimeoutError:
+            return None  # it has expired: whatever became of it, it holds the key no longer
+
+    def _check_clock(self) -> None:
+        """Refuse to claim with a clock most peers disagree with: its claims would expire early or late for
+        them (every member trusts the envelope times; see core/group/claimbook.py)."""
+        offset = clock_offset(self.node.roster.members(), self.node.agent_id)
+        if offset is not None:
+            direction = "behind" if offset > 0 else "ahead of"
+            raise ConfigError(
+                f"This machine's clock is about {abs(offset):.0f} s {direction} most of the group's members' "
+                f"(claims allow {MAX_SKEW.total_seconds():g} s), so it does not claim work.",
+                "Synchronise the clock (turn on automatic time / NTP) and check the time zone setting.",
+            )
 
     async def _record(
         self, workkey: str, claimid: str, won: bool, holder: Claim | None, trace: TraceContext, session_id: str
@@ -200,6 +248,28 @@ class Claims:
             status="ok" if won else "skipped",
             payload=payload,
         )
+
+
+def clock_offset(
+    members: Iterable[Member], own_id: str, *, mono: float | None = None, wall: float | None = None
+) -> float | None:
+    """Seconds by which peers' clocks run ahead of this one (median of those off by more than MAX_SKEW) when
+    most peers are that far off; None when at least half agree, or there is nobody to compare with.
+
+    A peer's offset is its latest card's envelope time minus when it was heard here (a replayed card counts as
+    heard when it was sent, so a long-gone member does not count as off)."""
+    mono = time.monotonic() if mono is None else mono
+    wall = time.time() if wall is None else wall
+    offsets = []
+    for member in members:
+        sent = parse_time(member.last_announce)
+        if member.agentid == own_id or sent is None or not member.last_seen:
+            continue
+        offsets.append(sent.timestamp() - (wall - (mono - member.last_seen)))
+    far = [offset for offset in offsets if abs(offset) > MAX_SKEW.total_seconds()]
+    if not offsets or len(far) * 2 <= len(offsets):
+        return None
+    return statistics.median(far)
 
 
 def _ttl_ms(seconds: float) -> int:

@@ -32,6 +32,7 @@ async def load_membership(node: GroupNode) -> None:
         )
         node.box_public = node.box_key.public_b64
     membership.on_admitted = lambda card, replayed: node.roster.apply(card, replayed=replayed)
+    node.roster.pinned_name = membership.pinned_name
 
     def changed(change: str, agentid: str) -> None:
         if change == "revoked":  # gone from every roster at once, not after three missed heartbeats

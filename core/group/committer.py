@@ -106,17 +106,22 @@ class Committer:
         return {tp: offset for tp, offset in offsets.items() if tp not in lost}
 
 
-def flush_on_revoke(committer: Committer) -> Any:
+def flush_on_revoke(committer: Committer, forget: Callable[[set[Any]], None] | None = None) -> Any:
     """For work queues: a rebalance listener that commits what was recorded before the partitions go to
-    another member, so that member does not read (and run) those tasks again. (aiokafka is imported here,
-    on first use, like everywhere in Shoal.)"""
+    another member, so that member does not read (and run) those tasks again. `forget(partitions)` runs on
+    both sides of a rebalance: what the reader knew of a partition it loses says nothing about where it
+    resumes when the partition comes back (a peer may have read and committed past it meanwhile), so its lag
+    figures must start over. (aiokafka is imported here, on first use, like everywhere in Shoal.)"""
     from aiokafka.abc import ConsumerRebalanceListener
 
     class FlushOnRevoke(ConsumerRebalanceListener):
         async def on_partitions_revoked(self, revoked: Any) -> None:
             await committer.flush()
+            if forget is not None:
+                forget(set(revoked))
 
         async def on_partitions_assigned(self, assigned: Any) -> None:
-            return None
+            if forget is not None:
+                forget(set(assigned))
 
     return FlushOnRevoke()

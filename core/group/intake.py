@@ -46,6 +46,7 @@ class Incoming:
     topic: str
     partition: int
     offset: int
+    timestamp: int | None = None  # the record's Kafka timestamp, ms (claims check envelope times against it)
 
 
 @dataclass
@@ -102,7 +103,9 @@ class Intake:
         """Accepted envelopes (in record order per partition) and rejected records of a fetched batch."""
         rejected: list[Rejected] = []
         signed: list[tuple[Incoming, PublicKey]] = []
-        for tp, records in batch.items():
+        # Roster and control records first: an admission or a card later in the batch must count before a
+        # record of another topic waits for it (and records read while waiting must not overtake them).
+        for tp, records in sorted(batch.items(), key=lambda item: item[0].topic not in self.replay):
             for record in records:
                 if self._addressed_elsewhere(record.headers):
                     continue
@@ -111,7 +114,7 @@ class Intake:
                     rejected.append(Rejected(outcome, tp.topic, tp.partition, record.offset))
                 elif isinstance(outcome, tuple):
                     envelope, key = outcome
-                    signed.append((Incoming(envelope, tp.topic, tp.partition, record.offset), key))
+                    signed.append((Incoming(envelope, tp.topic, tp.partition, record.offset, record.timestamp), key))
         signed += self._side_signed
         self._side_signed = []
         verdicts = await verify_all([(incoming.envelope, key) for incoming, key in signed])
@@ -230,6 +233,14 @@ class Intake:
             return EnvelopeRejected("bad-signature", str(exc), envelope.summary(topic))
         return None
 
+    async def _replay_read_up(self, consumer: Any, others: list[Any]) -> bool:
+        """In a closed group, once the replayed topics are read to their end, waiting longer for a stranger's
+        admission only stalls the reader (a flood of throwaway keys would stop it for seconds each)."""
+        if not self.node.membership.enforced:
+            return False
+        replayed = [tp for tp in consumer.assignment() if tp not in others]
+        return await _at_highwater(consumer, replayed)
+
     async def _await_sender(self, agentid: str) -> bool:
         """Wait for the card (and in a closed group the admission) of a sender not known yet. A reader that
         reads the roster and control topics itself pauses its other partitions and reads only those
@@ -251,20 +262,32 @@ class Intake:
         consumer.pause(*others)
         deadline = time.monotonic() + UNKNOWN_SENDER_GRACE
         try:
+            idle = 0
             while not ready() and time.monotonic() < deadline:
                 batch = await consumer.getmany(timeout_ms=100, max_records=500)
+                idle = idle + 1 if not batch and await self._replay_read_up(consumer, others) else 0
+                if idle >= 2:
+                    break  # all the roster and control topics hold is read (twice): the sender is not a member
                 for tp, records in batch.items():
                     for record in records:
                         outcome = await self._route(record.value, tp.topic)
                         if isinstance(outcome, EnvelopeRejected):
                             self._side_rejected.append(Rejected(outcome, tp.topic, tp.partition, record.offset))
                         elif isinstance(outcome, tuple):
-                            incoming = Incoming(outcome[0], tp.topic, tp.partition, record.offset)
+                            incoming = Incoming(outcome[0], tp.topic, tp.partition, record.offset, record.timestamp)
                             self._side_signed.append((incoming, outcome[1]))
         finally:
             consumer.resume(*others)
             self._awaiting = False
         return ready()
+
+
+async def _at_highwater(consumer: Any, partitions: list[Any]) -> bool:
+    for tp in partitions:
+        highwater = consumer.highwater(tp)
+        if highwater is None or await consumer.position(tp) < highwater:
+            return False
+    return True
 
 
 def _bad_signature(incoming: Incoming) -> EnvelopeRejected:

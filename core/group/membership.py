@@ -44,7 +44,7 @@ CONTROL_TYPES = (
 )
 ROLES = ("founder", "member", "ephemeral")
 MAX_HELD_CARDS = 1000
-MAX_EPHEMERAL_HOURS = 24
+MAX_EPHEMERAL_HOURS = 2  # sessions are admitted for one hour; a little room for clock skew
 MembershipListener = Callable[[str, str], None]  # ("admitted" | "revoked" | "pending", agentid)
 
 
@@ -63,7 +63,7 @@ class Admission:
     def live(self, now: datetime | None = None) -> bool:
         if not self.expires_at:
             return True
-        return _parse_time(self.expires_at) > (now or datetime.now(UTC))
+        return parse_time(self.expires_at) > (now or datetime.now(UTC))
 
     def row(self) -> dict[str, Any]:
         return {
@@ -90,9 +90,17 @@ class Membership:
         self.admitted: dict[str, Admission] = {}
         self.revoked: dict[str, dict[str, str]] = {}
         self._held_cards: dict[str, tuple[Envelope, bool]] = {}
+        self._applied: set[str] = set()  # control envelope ids already applied
         self._waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self._listeners: list[MembershipListener] = []
         self.on_admitted: Callable[[Envelope, bool], object] | None = None  # re-applies a held roster card
+
+    def first_sight(self, envelope_id: str) -> bool:
+        """True the first time a control envelope id is applied (admissions, revocations, zones)."""
+        if envelope_id in self._applied:
+            return False
+        self._applied.add(envelope_id)
+        return True
 
     @property
     def founder(self) -> str:
@@ -194,8 +202,9 @@ class Membership:
         return None
 
     def apply(self, envelope: Envelope) -> EnvelopeRejected | None:
-        """Take a verified admit or revoke into account; a rejection (dropped and audited) if it is not valid."""
-        if not self.enforced or self.invite is None:
+        """Take a verified admit or revoke into account; a rejection (dropped and audited) if it is not valid.
+        Each envelope counts once: the same record produced again (a replay) changes nothing."""
+        if not self.enforced or self.invite is None or not self.first_sight(envelope.id):
             return None
         if envelope.type == CONTROL_ADMIT:
             return self._admit(envelope)
@@ -214,6 +223,8 @@ class Membership:
         if key.agent_id != agentid:
             return _refused("bad-admission", "the admitted agent id does not match its public key", envelope)
         genesis = envelope.agentid == agentid == self.founder
+        if agentid == self.founder and not genesis:
+            return _refused("bad-admission", "only the founder's own record admits the founder", envelope)
         if not genesis and self.status(envelope.agentid) != "admitted":
             return _refused("not-admitted", f"admitted by {envelope.agentid}, who is not a member", envelope)
         signer = self.admitted.get(envelope.agentid)
@@ -228,15 +239,18 @@ class Membership:
             return _refused("bad-admission", f"unknown role {role!r}", envelope)
         expires = str(data.get("expiresat") or "")
         if role == "ephemeral" and not _short_lived(envelope.time, expires):
-            return _refused("bad-admission", "a session admission needs an expiry within a day", envelope)
+            return _refused("bad-admission", "a session admission needs an expiry within two hours", envelope)
         known = self.admitted.get(agentid)
-        if known is not None and known.name != str(data.get("name", "")) and known.role != "ephemeral":
-            return _refused("name-mismatch", f"{agentid} is a member as {known.name!r}", envelope)
-        if known is not None and known.role != "ephemeral" and role == known.role:
-            return None  # the same admission again (a second answerer, a re-admission): nothing changes
+        name = str(data.get("name", ""))[:100]
+        if known is not None:  # an admission is never rewritten (keys, role, expiry): a repeat changes nothing
+            if known.name != name and known.role != "ephemeral":
+                return _refused("name-mismatch", f"{agentid} is a member as {known.name!r}", envelope)
+            return None
+        if role != "ephemeral" and (holder := self.holder_of(name)) is not None:
+            return _refused("name-taken", f"{name!r} is the name of member {holder}", envelope)
         self.admitted[agentid] = Admission(
             agentid,
-            str(data.get("name", ""))[:100],
+            name,
             key,
             str(data.get("boxkey", "")),
             role,
@@ -263,7 +277,21 @@ class Membership:
         self.admitted.pop(target, None)
         self._held_cards.pop(target, None)
         self._emit("revoked", target)
+        sessions = [a for a, adm in self.admitted.items() if adm.role == "ephemeral" and adm.admitted_by == target]
+        for session in sessions:  # its command sessions go with it
+            self.revoked[session] = {**self.revoked[target], "reason": f"session of removed {target}"}
+            del self.admitted[session]
+            self._emit("revoked", session)
         return None
+
+    def holder_of(self, name: str) -> str | None:
+        """The member (not a session) admitted under `name`: one name, one key in a closed group."""
+        return next((a for a, adm in self.admitted.items() if adm.name == name and adm.role != "ephemeral"), None)
+
+    def pinned_name(self, agentid: str) -> str | None:
+        """The name an admitted member is known by, whatever its card says (a card is self-signed)."""
+        admission = self.admitted.get(agentid) if self.enforced else None
+        return admission.name if admission is not None and admission.role != "ephemeral" else None
 
     def _emit(self, change: str, agentid: str) -> None:
         if change == "admitted":
@@ -287,7 +315,7 @@ def _refused(reason: str, detail: str, envelope: Envelope) -> EnvelopeRejected:
     return EnvelopeRejected(reason, detail, envelope.summary("control"))
 
 
-def _parse_time(text: str) -> datetime:
+def parse_time(text: str) -> datetime:
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -298,5 +326,5 @@ def _parse_time(text: str) -> datetime:
 def _short_lived(sent: str, expires: str) -> bool:
     if not expires:
         return False
-    span = (_parse_time(expires) - _parse_time(sent)).total_seconds()
+    span = (parse_time(expires) - parse_time(sent)).total_seconds()
     return 0 < span <= MAX_EPHEMERAL_HOURS * 3600

@@ -178,6 +178,7 @@ class GroupNode(Publisher):
                     record=False,
                 )
         self.board.close()
+        await self.onboarding.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

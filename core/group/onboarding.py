@@ -52,11 +52,14 @@ log = logging.getLogger(__name__)
 CHALLENGE_SECONDS = 60.0
 JOIN_FRESH_SECONDS = 120.0
 JOIN_RESEND_SECONDS = 10.0
+APPROVAL_SECONDS = 600.0  # how long a manual approval may wait for a person
+MAX_OPEN_CHALLENGES = 64  # a flood of join requests cannot make a member publish without end
 Approver = Callable[[dict[str, Any]], Awaitable[bool]]
 DENY_HINTS = {
     "wrong-secret": "The join secret is wrong: ask the group's founder for a fresh invite (shoal group create).",
     "revoked": "This agent was removed from the group; an admin cannot re-admit the same key.",
     "name-mismatch": "This agent joined under another name before: keep that name (group.agent_name).",
+    "name-taken": "Another member has that name: pick another one (shoal group join CODE --name NAME).",
     "declined": "An admin declined the request.",
     "approval-unavailable": "Manual approval is on but no admin is at a desktop to approve; try again later.",
     "join-replayed": "The challenge was used or expired: run the join again.",
@@ -164,12 +167,17 @@ class Onboarding(AdminActions):
         )
 
     async def _on_deny(self, incoming: Incoming, _event: Event) -> None:
-        data, attempt = incoming.envelope.data, self._attempt
+        envelope, attempt = incoming.envelope, self._attempt
+        data, membership = envelope.data, self.node.membership
         if attempt is None or data.get("joinid") != attempt.joinid or attempt.done.done():
             return
+        if envelope.agentid != membership.founder and membership.status(envelope.agentid) != "admitted":
+            log.warning("group: ignored a refusal of the join from %s, not a member", envelope.agentid)
+            return  # anyone can send a deny: only a member's (or the founder's) counts
         reason = str(data.get("reason", "refused"))
-        message = str(data.get("message", ""))[:300] or f"The group refused the join ({reason})."
-        attempt.done.set_exception(UserError(message, DENY_HINTS.get(reason, "Ask the group's founder.")))
+        known = reason if reason in DENY_HINTS else "refused"  # our own words: a deny's text is not shown
+        message = f"The group refused the join ({known})."
+        attempt.done.set_exception(UserError(message, DENY_HINTS.get(known, "Ask the group's founder.")))
 
     async def _on_admit(self, incoming: Incoming, event: Event) -> None:
         agentid = str(incoming.envelope.data.get("agentid", ""))
@@ -216,6 +224,10 @@ class Onboarding(AdminActions):
         if why is not None:
             await self._refuse(envelope, *why)
             return
+        self._forget_old()
+        if sum(not c.used for c in self._challenges.values()) >= MAX_OPEN_CHALLENGES:
+            log.warning("group: %d join requests are open; %s must ask again", MAX_OPEN_CHALLENGES, envelope.agentid)
+            return
         key = PublicKey(str(data.get("publickey", "")))  # the intake checked it against the sender
         self._newcomer_keys[envelope.agentid] = key
         challenge = b64url(secrets.token_bytes(32))
@@ -242,6 +254,9 @@ class Onboarding(AdminActions):
         known = membership.admitted.get(agentid)
         if known is not None and known.role != "ephemeral" and known.name != name:
             return "name-mismatch", f"{agentid} is a member as {known.name!r}, not {name!r}"
+        holder = membership.holder_of(name)
+        if holder is not None and holder != agentid:
+            return "name-taken", f"{name!r} is the name of member {holder}"
         return None
 
     async def _on_proof(self, incoming: Incoming, event: Event) -> None:
@@ -264,11 +279,30 @@ class Onboarding(AdminActions):
         if not invite.check(proof_fields(fields), data.get("proof")):
             await self._refuse(envelope, "wrong-secret", "the proof does not match the group's join secret", name=name)
             return
-        verdict = await self._approve(open_)
+        # A person may take minutes to answer: never inside the reader's handler (it would stop reading).
+        task = asyncio.create_task(self._decide(envelope, open_, fields), name=f"shoal-join-{open_.newcomer[:8]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _decide(self, envelope: Envelope, open_: _Challenge, fields: dict[str, Any]) -> None:
+        name = str(fields.get("name", ""))
+        try:
+            verdict = await asyncio.wait_for(self._approve(open_), APPROVAL_SECONDS)
+        except TimeoutError:
+            verdict = ("declined", "nobody answered the approval request in time")
         if verdict is not None:
             await self._refuse(envelope, *verdict, name=name)
             return
-        admit = {**proof_fields(fields), "proof": data.get("proof"), "role": "member", "admittedby": self.node.agent_id}
+        why = self._admissible(open_.newcomer, name)  # the picture may have changed while a person decided
+        if why is not None:
+            await self._refuse(envelope, *why, name=name)
+            return
+        admit = {
+            **proof_fields(fields),
+            "proof": envelope.data.get("proof"),
+            "role": "member",
+            "admittedby": self.node.agent_id,
+        }
         await self.node.publish(
             CONTROL_ADMIT,
             admit,
@@ -357,6 +391,17 @@ class Onboarding(AdminActions):
         now = time.monotonic()
         for cid in [c for c, ch in self._challenges.items() if ch.expires + CHALLENGE_SECONDS < now]:
             del self._challenges[cid]
+        waiting = {ch.newcomer for ch in self._challenges.values()}
+        for agentid in [a for a in self._newcomer_keys if a not in waiting]:
+            del self._newcomer_keys[agentid]
+
+    async def close(self) -> None:
+        """Stop decisions waiting for a person (the node is stopping)."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 def _age(sent: str) -> float:

@@ -131,7 +131,14 @@ class Publisher:
         """The payload as it goes on the wire: sealed for the members of a private zone (with the envelope id
         the ciphertext is bound to), as it is otherwise."""
         zones = self.zones
-        if zones is None or not zones.is_private(zone) or event_type not in SEALED_TYPES:
+        if zones is None or event_type not in SEALED_TYPES:
+            return data, None
+        if not zones.is_private(zone):
+            if zones.membership.enforced and zones.get(zone) is None:  # never send in plaintext by mistake
+                raise UserError(
+                    f"Zone {zone!r} is not defined in this group (yet).",
+                    "See the zones (shoal get zones); the founder defines one with shoal zone create.",
+                )
             return data, None
         from core.group import zonecrypt
 

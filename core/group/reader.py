@@ -64,6 +64,7 @@ class Reader:
         # not handled yet, and (next offset, timestamp of the last record) of what was handled.
         self._pending: dict[Any, deque[tuple[int, int | None]]] = {}
         self._handled: dict[Any, tuple[int, int | None]] = {}
+        self._generation = 0  # bumped by a rebalance: a batch fetched before it no longer updates the above
         self.consumer: Any = None
         self.committer: Committer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -83,7 +84,7 @@ class Reader:
         try:
             if self.subscribe:
                 assert self.committer is not None
-                consumer.subscribe(self.topics, listener=flush_on_revoke(self.committer))
+                consumer.subscribe(self.topics, listener=flush_on_revoke(self.committer, self._forget))
             else:
                 await self._assign(consumer)
         except BaseException:
@@ -154,6 +155,7 @@ class Reader:
                 if not batch and delivering is None:
                     self.caught_up.set()
                     continue
+                generation = self._generation
                 for tp, records in batch.items():
                     if records:
                         self._last_seen[tp] = (records[-1].offset, digest(records[-1].value))
@@ -169,7 +171,8 @@ class Reader:
                     if not self.caught_up.is_set() and await self._at_end():
                         self.caught_up.set()  # a busy topic (heartbeats) may never give an empty fetch
                 if checked is not None:
-                    task = asyncio.create_task(self._deliver(batch, *checked), name=f"shoal-deliver-{self.name}")
+                    deliver = self._deliver(batch, *checked, generation=generation)
+                    task = asyncio.create_task(deliver, name=f"shoal-deliver-{self.name}")
                     delivering = (task, batch)
         finally:
             if delivering is not None:
@@ -211,7 +214,9 @@ class Reader:
                 out.append(Position(tp.topic, tp.partition, highwater, next_offset, None, False))
         return out
 
-    async def _deliver(self, batch: dict[Any, list[Any]], accepted: list[Incoming], rejected: list[Rejected]) -> bool:
+    async def _deliver(
+        self, batch: dict[Any, list[Any]], accepted: list[Incoming], rejected: list[Rejected], *, generation: int
+    ) -> bool:
         """Hand a checked batch to the handler (which records it), then mark its offsets for commit.
         False if the handler failed: nothing is marked and the reader reads the batch again."""
         try:
@@ -223,7 +228,7 @@ class Reader:
             log.exception("group reader %s: a batch failed; reading it again", self.name)
             return False
         self.ingested += sum(1 for i in accepted if i.topic not in self.replay)
-        for tp, records in batch.items():
+        for tp, records in batch.items() if generation == self._generation else ():
             if records:
                 self._handled[tp] = (records[-1].offset + 1, records[-1].timestamp)
                 pending = self._pending.get(tp)
@@ -264,6 +269,14 @@ class Reader:
                 self._last_seen.pop(tp, None)
                 self._pending.pop(tp, None)
                 self._handled.pop(tp, None)
+
+    def _forget(self, partitions: set[Any]) -> None:
+        """A rebalance took `partitions` away or handed them over: forget what lag was reckoned from."""
+        self._generation += 1
+        for tp in partitions:
+            self._last_seen.pop(tp, None)
+            self._pending.pop(tp, None)
+            self._handled.pop(tp, None)
 
     def _rewind(self, *batches: dict[Any, list[Any]]) -> None:
         """Seek every partition in `batches` back to its first record there (the handler failed)."""

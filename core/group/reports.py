@@ -101,7 +101,7 @@ class Reports:
             "requester": _requester(data, request),
             "elapsedms": int(result.get("elapsedms") or 0),
             "agent": {"agentid": self.node.agent_id, "name": self.node.name},
-            **self._summary(parent, request, result),
+            **(self._summary(parent, request, result) if self._may_see(parent, request) else {}),
         }
         await self.node.publish(
             TASK_REPORT,
@@ -113,7 +113,17 @@ class Reports:
             causationid=request.id,
             recipient=parent.agentid,
             session_id=self.node.session_for_task.get(taskid, ""),
+            zone=self._report_zone(parent, request),
         )
+
+    def _may_see(self, parent: Member, request: Envelope) -> bool:
+        """A parent outside the task's zone learns that the task ran, never what it said."""
+        zones = self.node.zones
+        return zones is None or zones.allows(parent.agentid, request.zone)
+
+    def _report_zone(self, parent: Member, request: Envelope) -> str:
+        """The task's own zone (sealed for its members) when the parent is in it, else the agent's zone."""
+        return request.zone if self._may_see(parent, request) else ""
 
     def _summary(self, parent: Member, request: Envelope, result: dict[str, Any]) -> dict[str, str]:
         output = str(result.get("output") or "")

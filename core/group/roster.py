@@ -82,6 +82,7 @@ class Roster:
         self._keys: dict[str, PublicKey] = {}  # verified keys outlive a member's departure (late envelopes)
         self._waiters: dict[str, list[asyncio.Future[PublicKey]]] = {}
         self._listeners: list[RosterListener] = []
+        self.pinned_name: Callable[[str], str | None] | None = None  # core/group/membership.py
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -150,6 +151,9 @@ class Roster:
             member = Member(agentid=envelope.agentid, name="", key=key)
             self._members[envelope.agentid] = member
         _fill(member, data)
+        pinned = self.pinned_name(envelope.agentid) if self.pinned_name is not None else None
+        if pinned:  # a closed group knows each member by the name it was admitted with, not what its card says
+            member.name = pinned
         member.last_seen = time.monotonic() - (_age(envelope.time) if replayed else 0.0)
         member.last_announce = envelope.time
         self._key_known(envelope.agentid, key)
@@ -249,9 +253,13 @@ def _fill(member: Member, data: dict[str, Any]) -> None:
     member.role = "orchestrator" if data.get("role") == "orchestrator" else "member"  # unknown roles: members
 
 
+# A card's task numbers beyond these are dropped (a number too big for a float breaks every view of it).
+CARD_NUMBER_LIMITS = {"step": 10**6, "steps": 10**6, "elapsedms": 2**53}
+
+
 def card_tasks(value: Any) -> list[dict[str, Any]]:
-    """A card's optional `tasks` (protocol §4), each entry reduced to the documented fields of the right type:
-    a peer's odd card must not break the dashboard or `shoal get tasks`."""
+    """A card's optional `tasks` (protocol §4), each entry reduced to the documented fields of the right type
+    and range (CARD_NUMBER_LIMITS): a peer's odd card must not break the dashboard or `shoal get tasks`."""
     out: list[dict[str, Any]] = []
     for entry in value[:20] if isinstance(value, list) else []:
         if not isinstance(entry, dict) or not isinstance(entry.get("taskid"), str) or not entry["taskid"]:
@@ -268,9 +276,9 @@ def card_tasks(value: Any) -> list[dict[str, Any]]:
             "startedat": str(entry.get("startedat") or "")[:40],
             "message": str(entry.get("message") or "")[:200],
         }
-        for name in ("step", "steps", "elapsedms"):
+        for name, most in CARD_NUMBER_LIMITS.items():
             number = entry.get(name)
-            if isinstance(number, int) and not isinstance(number, bool) and number >= 0:
+            if isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= most:
                 task[name] = number
         out.append(task)
     return out

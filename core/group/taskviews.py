@@ -177,7 +177,7 @@ def _fold(row: dict[str, Any], events: list[tuple[str, str, str, dict[str, Any]]
             if data.get("state") == "accepted":
                 accepted, assignee = True, (who if out else SELF) or assignee
                 history.append(HistoryEntry(ts, "accepted", who, "took the task"))
-            if isinstance(data.get("step"), int):
+            if _int(data.get("step")) is not None:
                 step, steps, message = data["step"], _int(data.get("steps")), str(data.get("message") or "")
                 history.append(HistoryEntry(ts, "step", who, f"step {_of(step, steps)}: {message}".rstrip(": ")))
         elif name == TASK_RESULT:
@@ -231,8 +231,8 @@ def member_tasks(member: Member) -> list[LiveTask]:
         requester = card.get("requester") or {}
         out.append(
             LiveTask(card["taskid"], card.get("skill", ""), requester.get("name") or _short(requester.get("agentid")),
-                     card.get("step"), card.get("steps"), card.get("message", ""), card.get("startedat", ""),
-                     card.get("elapsedms", 0) / 1000, member.last_seen)
+                     _int(card.get("step")), _int(card.get("steps")), card.get("message", ""),
+                     card.get("startedat", ""), (_int(card.get("elapsedms")) or 0) / 1000, member.last_seen)
         )  # fmt: skip
     return out
 
@@ -278,7 +278,9 @@ def _short(agentid: Any) -> str:
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A peer's count or duration, when it is one a float can hold (0 to 2**53); else unknown."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**53
+    return value if ok else None
 
 
 def _of(step: int, steps: int | None) -> str:

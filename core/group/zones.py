@@ -56,6 +56,7 @@ class Zones:
         self.membership = membership
         self.own_zone = own_zone  # the zone this agent's settings put its envelopes in
         self._private: dict[str, Zone] = {}
+        self._removed: dict[str, Zone] = {}  # when each removed zone was removed (an older definition is stale)
         self._listeners: list[ZoneListener] = []
 
     def add_listener(self, listener: ZoneListener) -> None:
@@ -99,7 +100,9 @@ class Zones:
         if agentid in zone.members:
             return True
         admission = self.membership.admitted.get(agentid)
-        return admission is not None and admission.role == "ephemeral" and admission.admitted_by in zone.members
+        if admission is None or admission.role != "ephemeral" or admission.admitted_by not in zone.members:
+            return False
+        return self.membership.allows(admission.admitted_by)  # a removed member's sessions are out too
 
     def zones_of(self, agentid: str) -> list[str]:
         return [z.name for z in self.all() if self.allows(agentid, z.name)]
@@ -117,12 +120,15 @@ class Zones:
 
     def apply(self, envelope: Envelope) -> EnvelopeRejected | None:
         """A verified `shoal.control.zone`: only the founder defines zones; an empty member list removes one."""
-        if not self.membership.enforced:
-            return None
+        if not self.membership.enforced or not self.membership.first_sight(envelope.id):
+            return None  # a definition counts once, however often its record is produced again
         data = envelope.data
         name = str(data.get("zone", ""))
         if not self.membership.is_admin(envelope.agentid):
             return _refused("not-admin", f"{envelope.agentid} may not define zones", envelope)
+        current = self._private.get(name) or self._removed.get(name)
+        if current is not None and not _later(envelope.time, current.defined_at):
+            return _refused("stale-zone", f"an older definition of zone {name!r} than the one in force", envelope)
         if name in BUILTIN or not ZONE_NAME.fullmatch(name):
             return _refused("malformed", f"{name!r} cannot be defined as a zone", envelope)
         members = data.get("members")
@@ -130,6 +136,7 @@ class Zones:
             return _refused("malformed", "a zone's members must be a list of agent ids", envelope)
         if not members:
             self._private.pop(name, None)
+            self._removed[name] = Zone(name, "removed", (), "", envelope.agentid, envelope.time)
             self._tell(name)
             return None
         ids = tuple(dict.fromkeys(str(m) for m in members))
@@ -137,6 +144,14 @@ class Zones:
         self._private[name] = Zone(name, "private", ids, description, envelope.agentid, envelope.time)
         self._tell(name)
         return None
+
+
+def _later(first: str, second: str) -> bool:
+    """Is RFC 3339 time `first` after `second`? (A definition replaces another only when it is newer, so an old
+    record produced again cannot bring back an older member list.)"""
+    from core.group.membership import parse_time
+
+    return parse_time(first) > parse_time(second)
 
 
 def _refused(reason: str, detail: str, envelope: Envelope) -> EnvelopeRejected:

@@ -8,8 +8,11 @@ catch-up fires later does not run that time again while the claim lasts (`CLAIM_
 failed or cancelled run releases it, so a peer's catch-up may still run it.
 
 What is not claimed: runs started by hand (Run now is a person asking this machine), and any run while group
-mode is off (this machine is then on its own). A claim that cannot be decided (the broker is unreachable for
-`CLAIM_WAIT` seconds) fails the run with the network error, rather than risk running it on every machine.
+mode is off (this machine is then on its own). A claim not decided within `CLAIM_WAIT` seconds is still
+followed (it may have won, and the peers that read it skip this time): the run waits for the verdict, and
+fails with the network error only when the claim cannot count any more (it reached the group too late, after
+a broker outage, or its `CLAIM_TTL` ran out), rather than risk running the time on every machine or on none.
+A machine whose clock most peers disagree with fails the run with a configuration error instead of claiming.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CLAIM_TTL = 3600.0  # seconds a run holds its scheduled time, running, and again once done
-CLAIM_WAIT = 15.0  # seconds to wait for the group to decide the claim
+CLAIM_WAIT = 15.0  # seconds before a claim not decided yet is logged as late (it is followed on)
 
 
 def work_key(job: Job, run: Run) -> str:

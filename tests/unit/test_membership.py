@@ -190,3 +190,93 @@ def test_proof_fields_pick_only_the_binding() -> None:
         "challenge",
         "joinid",
     }
+
+
+def test_an_admission_is_never_rewritten_and_the_founder_only_admits_itself() -> None:
+    membership, invite, founder = _founded()
+    member, other = Identity.generate(), Identity.generate()
+    assert membership.apply(_admit(founder, invite, member, "member")) is None
+    soon = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    again = _admit(member, invite, member, "member", role="ephemeral", expiresat=soon)
+    assert membership.apply(again) is None  # a repeat changes nothing ...
+    assert membership.admitted[member.agent_id].role == "member"  # ... not the role, not the key
+    refused = membership.apply(_admit(member, invite, founder, "founder", role="ephemeral"))
+    assert refused is not None and refused.reason == "bad-admission"
+    assert membership.is_admin(founder.agent_id)
+    refused = membership.apply(_admit(founder, invite, other, "member"))  # one name, one key
+    assert refused is not None and refused.reason == "name-taken"
+    assert membership.pinned_name(member.agent_id) == "member"
+
+
+def test_a_control_record_counts_once() -> None:
+    membership, invite, founder = _founded()
+    member = Identity.generate()
+    admit = _admit(founder, invite, member, "member")
+    assert membership.apply(admit) is None
+    revoke = make(
+        founder,
+        GROUP,
+        CONTROL_REVOKE,
+        {"agentid": member.agent_id, "reason": "r"},
+        correlationid="c",
+        trace=TraceContext.new_root(),
+    )
+    assert membership.apply(revoke) is None
+    assert membership.apply(admit) is None and membership.status(member.agent_id) == "revoked"  # replayed: no effect
+
+
+def test_revoking_a_member_revokes_its_sessions_and_their_zones() -> None:
+    from core.group.membership import CONTROL_ZONE
+    from core.group.zones import Zones
+
+    membership, invite, founder = _founded()
+    member, session = Identity.generate(), Identity.generate()
+    assert membership.apply(_admit(founder, invite, member, "member")) is None
+    soon = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert membership.apply(_admit(member, invite, session, "cli", role="ephemeral", expiresat=soon)) is None
+    zones = Zones(membership)
+    zone = make(
+        founder,
+        GROUP,
+        CONTROL_ZONE,
+        {"zone": "fin", "members": [member.agent_id]},
+        correlationid="z",
+        trace=TraceContext.new_root(),
+    )
+    assert zones.apply(zone) is None and zones.allows(session.agent_id, "fin")
+    revoke = make(
+        founder,
+        GROUP,
+        CONTROL_REVOKE,
+        {"agentid": member.agent_id, "reason": "r"},
+        correlationid="c",
+        trace=TraceContext.new_root(),
+    )
+    assert membership.apply(revoke) is None
+    assert membership.status(session.agent_id) == "revoked" and not zones.allows(session.agent_id, "fin")
+
+
+def test_an_older_zone_definition_never_replaces_a_newer_one() -> None:
+    from core.group.membership import CONTROL_ZONE
+    from core.group.zones import Zones
+
+    membership, _invite, founder = _founded()
+    zones = Zones(membership)
+
+    def define(members: list[str], when: str) -> Any:
+        envelope = make(
+            founder,
+            GROUP,
+            CONTROL_ZONE,
+            {"zone": "fin", "members": members},
+            correlationid=new_id(),
+            trace=TraceContext.new_root(),
+        )
+        envelope.attrs["time"] = when  # (the signature is not checked here: apply() gets verified envelopes)
+        return zones.apply(envelope)
+
+    assert define(["a", "b"], "2026-11-21T10:00:00Z") is None
+    assert define(["a"], "2026-11-21T11:00:00Z") is None
+    refused = define(["a", "b", "c"], "2026-11-21T10:30:00Z")
+    assert refused is not None and refused.reason == "stale-zone"
+    assert zones.get("fin").members == ("a",)
