@@ -9,7 +9,9 @@ its claim before what the key has already seen):
 - a `claimed` record **wins** when no earlier winning claim is still live at the new claim's effective time;
   otherwise it **loses** (and never holds the key, so a loser cannot block anyone later);
 - a live winning claim ends early with a `released` record from the same agent and claim id;
-- a `done` record from the holder keeps the key held until the done record's own time plus its `ttlms`;
+- a `done` record from the holder keeps the key held until the done record's own time plus its `ttlms`, but
+  never longer than `MAX_TTL_MS` after the claim's own time (so the claim record, which the claims topic keeps
+  a day longer than that, core/group/topics.py, is always there while it holds the key);
 - a `done` or `released` record dated after the claim it names expired counts for nothing (the key was free
   by then; this is also why forgetting dead keys, `prune`, never changes a verdict).
 
@@ -173,8 +175,8 @@ def fold_all(records: list[Record]) -> Folded:
                 continue  # released or done after the claim expired (or was released): counts for nothing
             if record.state == "released":
                 hold.state = "released"
-            else:  # done: finished work stays held for the done record's ttl
-                hold.state, hold.until = "done", later(at, record.ttlms)
+            else:  # done: finished work stays held for the done record's ttl, at most MAX_TTL from the claim
+                hold.state, hold.until = "done", min(later(at, record.ttlms), later(hold.start, MAX_TTL_MS))
     return out
 
 

@@ -104,8 +104,9 @@ class Intake:
         rejected: list[Rejected] = []
         signed: list[tuple[Incoming, PublicKey]] = []
         # Roster and control records first: an admission or a card later in the batch must count before a
-        # record of another topic waits for it (and records read while waiting must not overtake them).
-        for tp, records in sorted(batch.items(), key=lambda item: item[0].topic not in self.replay):
+        # record of another topic waits for it (and records read while waiting must not overtake them). The
+        # claims topic is replayed too, but its records are signed by members like any other: after the cards.
+        for tp, records in sorted(batch.items(), key=lambda item: _after_cards(item[0].topic, self.replay)):
             for record in records:
                 if self._addressed_elsewhere(record.headers):
                     continue
@@ -288,6 +289,10 @@ async def _at_highwater(consumer: Any, partitions: list[Any]) -> bool:
         if highwater is None or await consumer.position(tp) < highwater:
             return False
     return True
+
+
+def _after_cards(topic: str, replay: set[str]) -> bool:
+    return topic not in replay or topic.endswith(".claims")
 
 
 def _bad_signature(incoming: Incoming) -> EnvelopeRejected:

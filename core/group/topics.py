@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from core.errors import ConfigError, NetworkError
+from core.group.claimbook import MAX_TTL_MS
 from core.group.kafka_config import admin_kwargs
 
 if TYPE_CHECKING:
@@ -59,6 +60,10 @@ class TopicSpec:
         return f"{self.name} (partitions={self.partitions}, {policy})"
 
 
+# A key is held at most MAX_TTL_MS after its claim (done included); a day more covers clocks and pruning.
+CLAIMS_RETENTION_MS = MAX_TTL_MS + 24 * HOUR_MS
+
+
 def topic(group: str, suffix: str) -> str:
     return f"group.{group}.{suffix}"
 
@@ -85,6 +90,8 @@ def group_topics(settings: GroupSettings) -> list[TopicSpec]:
         keep = _hours_ms(settings.audit_retention_hours) if suffix == "audit" else retention
         if suffix == "control":
             keep = -1  # admissions, revocations and zones are the group's membership: read from the start, kept
+        if suffix == "claims":  # a claim record must outlive the longest hold it can start (claimbook.py)
+            keep = max(retention, CLAIMS_RETENTION_MS)
         specs.append(TopicSpec(topic(settings.name, suffix), partitions, keep, compact=suffix == "announce"))
     specs.extend(skill_spec(settings, skill.name) for skill in settings.skills)
     return specs

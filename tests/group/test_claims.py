@@ -1,7 +1,9 @@
 """Claims on the real broker: three agents offered the same research event do it once; a claim expires, a
 released one is free at once, a done one keeps peers off; the same scheduled job on three machines runs once;
-`shoal claims list` shows what is held. The rule itself (core/group/claimbook.py) is checked without a broker
-at the end, including clocks that disagree."""
+`shoal claims list` shows what is held; a claim dated far from when it was sent counts for nothing, an agent
+whose clock the group disagrees with does not claim, and a claim slow to come back is followed, not dropped.
+The rule itself (core/group/claimbook.py) is checked without a broker at the end, including clocks that
+disagree, forgetting dead keys, and the verdict `try_claim` returns when a later claim arrives with ours."""
 
 from __future__ import annotations
 
@@ -14,13 +16,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from core.group.claimbook import ClaimBook, Record, fold, parse_time
-from core.group.claims import CLAIM
+import pytest
+
+from core.errors import ConfigError, NetworkError
+from core.group.claimbook import MAX_SKEW, NEVER, ClaimBook, Record, fold, iso, parse_record, parse_time
+from core.group.claims import CLAIM, Claims, clock_offset
+from core.group.envelope import canonical
 from core.service import AgentCore
 from tests.fixtures.cores import scripted_core
 from tests.fixtures.kafka_broker import TansuBroker
 from tests.fixtures.schedule import FakeClock, attach_scheduler, wait_runs
-from tests.group.helpers import eventually, group_overrides, member_env, run_cli
+from tests.group.helpers import RawPeer, eventually, group_overrides, member_env, run_cli
 
 NAMES = ("ada", "bo", "cy")
 
@@ -149,6 +155,102 @@ async def test_a_scheduled_job_on_three_machines_runs_once(kafka_broker: TansuBr
                 )
 
 
+def dated(peer: RawPeer, event_type: str, data: dict[str, Any], when: datetime, **attrs: Any) -> dict[str, Any]:
+    """A peer's envelope whose `time` says `when` (signed again), sent with a Kafka timestamp of now."""
+    envelope = {**peer.envelope(event_type, data, **attrs), "time": iso(when)}
+    body = {k: v for k, v in envelope.items() if k != "signature"}
+    return {**body, "signature": peer.identity.sign(canonical(body))}
+
+
+def peer_claim(peer: RawPeer, key: str, when: datetime, ttlms: int = 60_000) -> dict[str, Any]:
+    data = {"workkey": key, "claimid": uuid.uuid4().hex, "ttlms": ttlms, "expiresat": iso(when), "state": "claimed"}
+    return dated(peer, CLAIM, data, when, correlationid=key)
+
+
+async def test_a_claim_dated_far_from_when_it_was_sent_counts_for_nothing(
+    kafka_broker: TansuBroker, tmp_path: Path
+) -> None:
+    group = new_group()
+    over = group_overrides(kafka_broker, group, "ada", tmp_path / "ada")
+    async with scripted_core(["done"], overrides=over) as (core, _), RawPeer(kafka_broker, group, "mallory") as m:
+        node = core.group.node
+        await node.wait_online(15)
+        await m.announce()
+        await eventually(lambda: node.roster.key_for(m.agent_id) is not None)
+        held = await node.claims.try_claim("job", 600)
+        assert held is not None
+        now = datetime.now(UTC)
+        end_of_time = peer_claim(m, "victim", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), ttlms=1)
+        an_hour_ahead = peer_claim(m, "job", now + timedelta(hours=1))  # would take ada's live key
+        for envelope in (end_of_time, an_hour_ahead, peer_claim(m, "marker", now)):
+            await m.send("claims", envelope, key=envelope["data"]["workkey"])
+        await eventually(lambda: node.claims.holder("marker") is not None)  # read: so are the two before it
+        assert node.claims.holder("victim") is None and len(node.claims.live()) == 2, "no overflow, nothing held"
+        assert node.claims.book.verdict("job", an_hour_ahead["data"]["claimid"]) is None
+        assert (holder := node.claims.holder("job")) is not None and holder.claimid == held.claimid
+        env = member_env(kafka_broker, group, "cli", tmp_path / "cli")
+        listed = await run_cli(env, "claims", "list", "--json")
+        assert listed.code == 0, listed.stderr
+        assert {c["workkey"]: c["holdername"] for c in json.loads(listed.stdout)} == {"job": "ada", "marker": "mallory"}
+        assert await node.claims.try_claim("victim", 30) is not None, "the key stays free for an honest claim"
+
+
+async def test_an_agent_whose_clock_the_group_disagrees_with_does_not_claim(
+    kafka_broker: TansuBroker, tmp_path: Path
+) -> None:
+    from core.group.envelope import ROSTER_ANNOUNCE
+
+    group = new_group()
+    over = group_overrides(kafka_broker, group, "ada", tmp_path / "ada")
+    async with (
+        scripted_core(["done"], overrides=over) as (core, _),
+        RawPeer(kafka_broker, group, "bo") as bo,
+        RawPeer(kafka_broker, group, "cy") as cy,
+    ):
+        node = core.group.node
+        await node.wait_online(15)
+        ahead = datetime.now(UTC) + timedelta(hours=1)  # bo's clock (or ada's, who can tell?) is an hour off
+        card = dated(bo, ROSTER_ANNOUNCE, bo.card(), ahead, correlationid=bo.agent_id)
+        await bo.send("announce", card, key=bo.agent_id)
+        await eventually(lambda: node.roster.get(bo.agent_id) is not None)
+        with pytest.raises(ConfigError, match="clock is about 3600 s behind"):
+            await node.claims.try_claim("digest", 60)
+        await cy.announce()  # a second peer agrees with ada: the odd one out is bo
+        await eventually(lambda: node.roster.get(cy.agent_id) is not None)
+        claim = await node.claims.try_claim("digest", 60)
+        assert claim is not None
+        assert node.claims.book.outcome("digest", claim.claimid) == (True, claim), "the refusal sent no claim"
+        assert [c.claimid for c in node.claims.live()] == [claim.claimid]
+
+
+async def test_a_claim_slow_to_come_back_is_followed_so_somebody_does_the_work(
+    kafka_broker: TansuBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with members(kafka_broker, tmp_path, ("ada", "bo")) as cores:
+        ada, bo = cores["ada"].group.node, cores["bo"].group.node
+        inbox = next(r for r in ada.readers if r.name == "inbox")
+        real, gate = inbox.handler, asyncio.Event()
+
+        async def lagging(accepted: Any, rejected: Any) -> None:  # ada's inbox falls behind until `gate`
+            await gate.wait()
+            await real(accepted, rejected)
+
+        inbox.handler = lagging
+        key = "schedule:papers@2026-11-21T08:00:00Z"
+        attempt = asyncio.create_task(ada.claims.try_claim(key, 600, wait=0.5))
+        await eventually(lambda: bo.claims.holder(key) is not None)  # ada's claim is on the broker: bo sees it
+        assert await bo.claims.try_claim(key, 600) is None, "bo skips: ada's claim came first"
+        await eventually(lambda: f"the claim for {key} is not back after 0.5 s; following it" in caplog.text)
+        assert not attempt.done(), "past its wait, ada neither gave up nor released the claim"
+        gate.set()
+        inbox.handler = real
+        claim = await attempt
+        assert claim is not None and claim.agentid == ada.agent_id, "ada does the work bo skipped for"
+        [event] = await claim_events(cores["ada"], key)
+        assert event.status == "ok"
+        assert (holder := bo.claims.holder(key)) is not None and holder.state == "claimed", "and never released it"
+
+
 # --- the rule, without a broker ------------------------------------------------------------------------------
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
@@ -206,3 +308,138 @@ def test_a_claim_envelope_matches_the_schema() -> None:
     bad = make(Identity.generate(), "team", CLAIM, {**data, "state": "taken"}, correlationid="x",
                trace=TraceContext.new_root())  # fmt: skip
     assert not Draft202012Validator(schema).is_valid(bad.attrs)
+
+
+def test_a_claim_time_out_of_range_or_far_from_its_kafka_timestamp_is_ignored() -> None:
+    data = {"workkey": "k", "claimid": "c", "ttlms": 1000, "state": "claimed"}
+    sent_ms = int(T0.timestamp() * 1000)
+    assert parse_record(data, "a", iso(T0), (0, 1), sent_ms) is not None
+    assert parse_record(data, "a", "9999-12-31T23:59:59.999Z", (0, 1)) is None, "out of range even unchecked"
+    assert parse_record(data, "a", "0001-01-01T00:00:00Z", (0, 1)) is None
+    late = iso(T0 + MAX_SKEW + timedelta(seconds=1))
+    assert parse_record(data, "a", late, (0, 1), sent_ms) is None, "dated ahead of when it was produced"
+    assert parse_record(data, "a", iso(T0 - MAX_SKEW - timedelta(seconds=1)), (0, 1), sent_ms) is None
+    assert parse_record(data, "a", late, (0, 1), None) is not None, "no Kafka timestamp: only the range counts"
+    # a hand-made record at the end of the calendar does not overflow the rule or the views
+    book = ClaimBook()
+    book.add(Record("far", "c", "claimed", "a", datetime(9999, 12, 31, 23, 59, tzinfo=UTC), 60_000, (0, 1)))
+    assert (holder := book.holder("far")) is not None and holder.expiresat == iso(NEVER)
+    assert [c.workkey for c in book.live(T0)] == ["far"]
+
+
+def test_done_after_expiry_counts_for_nothing_so_forgetting_a_key_changes_no_verdict() -> None:
+    late_done = rec(2, "ada", "done", at=15 * 60, ttl=3600, cid="ada-c")  # the work overran the 60 s claim
+    later = rec(3, "bo", at=20 * 60)
+    everything, forgetful = ClaimBook(), ClaimBook()
+    for record in (rec(1, "ada"), late_done, later):
+        everything.add(record)
+    forgetful.add(rec(1, "ada"))
+    forgetful.add(Record("other", "x", "released", "cy", T0 + timedelta(minutes=12), 0, (0, 9)))  # read so far
+    forgetful.prune(T0 + timedelta(minutes=12))
+    assert forgetful.holder("k") is None, "the dead key was forgotten"
+    forgetful.add(late_done)
+    forgetful.add(later)
+    assert everything.verdict("k", "bo-c") is True and forgetful.verdict("k", "bo-c") is True
+    # a done in time still keeps peers off past the claim's own ttl
+    _, verdicts = fold([rec(1, "ada", ttl=60), rec(2, "ada", "done", at=59, ttl=3600), rec(3, "bo", at=120)])
+    assert verdicts["bo-c"] is False
+    # pruning waits for the records read, not only the local clock: a lagging reader forgets nothing early
+    lagging = ClaimBook()
+    lagging.add(rec(1, "ada"))
+    lagging.prune(T0 + timedelta(hours=1))
+    assert lagging.holder("k") is not None
+
+
+def test_a_claim_never_dates_itself_before_the_keys_previous_record() -> None:
+    # ada released at 100 s; bo's clock runs 90 s behind, so its claim says 10 s: it starts at 100 s anyway,
+    # and cy (whose clock is right) cannot take it at 75 s of bo's ttl
+    records = [rec(1, "ada", ttl=200), rec(2, "ada", "released", at=100), rec(3, "bo", at=10), rec(4, "cy", at=145)]
+    hold, verdicts = fold(records)
+    assert verdicts == {"ada-c": True, "bo-c": True, "cy-c": False}
+    assert hold is not None and hold.claim().claimedat == iso(T0 + timedelta(seconds=100))
+
+
+def test_the_clock_check_refuses_only_when_most_peers_disagree() -> None:
+    from core.group.identity import Identity, PublicKey
+    from core.group.roster import Member
+
+    wall, mono = T0.timestamp(), 1000.0
+
+    def peer(name: str, clock_off: float, heard_ago: float = 1.0) -> Member:
+        identity = Identity.generate()
+        sent = T0 - timedelta(seconds=heard_ago) + timedelta(seconds=clock_off)
+        key = PublicKey(identity.public_b64)
+        return Member(identity.agent_id, name, key, last_seen=mono - heard_ago, last_announce=iso(sent))
+
+    me = peer("me", 0.0)
+    assert clock_offset([me], me.agentid, mono=mono, wall=wall) is None, "alone: nobody to disagree with"
+    assert clock_offset([me, peer("bo", 3600)], me.agentid, mono=mono, wall=wall) == pytest.approx(3600)
+    assert clock_offset([me, peer("bo", 3600), peer("cy", 2)], me.agentid, mono=mono, wall=wall) is None
+    behind = [peer("bo", -3600), peer("cy", -3590), peer("dee", 1)]
+    assert clock_offset(behind, me.agentid, mono=mono, wall=wall) == pytest.approx(-3595)
+
+
+class StubNode:
+    """What `Claims` uses of a node, without Kafka: `sent` holds the payloads it published."""
+
+    agent_id = "me"
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.roster = type("Roster", (), {"get": staticmethod(lambda _id: None), "members": staticmethod(list)})()
+        self.timeline = type("Timeline", (), {"record": staticmethod(lambda *a, **k: asyncio.sleep(0))})()
+
+    def on_early(self, *_args: Any) -> None:
+        pass
+
+    async def publish(self, _type: str, data: dict[str, Any], **_options: Any) -> None:
+        self.sent.append(dict(data))
+
+
+def incoming(data: dict[str, Any], agent: str, at: datetime, offset: int, sent: datetime | None = None) -> Any:
+    envelope = type("Envelope", (), {"data": data, "agentid": agent, "time": iso(at)})()
+    stamp = int((sent or at).timestamp() * 1000)
+    return type("Incoming", (), {"envelope": envelope, "partition": 0, "offset": offset, "timestamp": stamp})()
+
+
+async def test_try_claim_returns_its_own_claim_when_a_later_winner_comes_in_the_same_batch() -> None:
+    node = StubNode()
+    claims = Claims(node)  # type: ignore[arg-type]
+    attempt = asyncio.create_task(claims.try_claim("k", 0.05, wait=5))
+    await eventually(lambda: bool(node.sent))
+    now = datetime.now(UTC)
+    claims._observe(incoming(node.sent[0], "me", now, 10), None)  # type: ignore[arg-type]
+    peer = {"workkey": "k", "claimid": "peer", "ttlms": 60_000, "state": "claimed"}
+    claims._observe(incoming(peer, "bo", now + timedelta(seconds=1), 11), None)  # type: ignore[arg-type]
+    claim = await attempt
+    assert claim is not None and claim.claimid == node.sent[0]["claimid"] and claim.agentid == "me"
+    assert claims.holder("k") is not None and claims.holder("k").agentid == "bo"  # type: ignore[union-attr]
+
+
+async def test_a_claim_that_comes_back_too_late_to_count_is_a_network_error() -> None:
+    node = StubNode()
+    claims = Claims(node)  # type: ignore[arg-type]
+    attempt = asyncio.create_task(claims.try_claim("k", 600, wait=5))
+    await eventually(lambda: bool(node.sent))
+    made = datetime.now(UTC)
+    late = made + MAX_SKEW + timedelta(seconds=5)  # it sat in the outbox through a broker outage
+    claims._observe(incoming(node.sent[0], "me", made, 10, sent=late), None)  # type: ignore[arg-type]
+    with pytest.raises(NetworkError, match="did not come back in time to count"):
+        await attempt
+    assert len(node.sent) == 1, "nothing to release: the claim counts for nobody"
+
+
+def test_a_claim_record_outlives_the_longest_hold_it_can_start() -> None:
+    from core.group import topics
+    from core.group.claimbook import MAX_TTL_MS
+    from core.settings import GroupSettings
+
+    week = MAX_TTL_MS / 1000
+    # a done near the end of a week-long claim, asking for another week: held a week from the claim, no more
+    hold, _ = fold([rec(1, "ada", ttl=week), rec(2, "ada", "done", at=week - 60, ttl=week)])
+    assert hold is not None and hold.state == "done" and hold.until == T0 + timedelta(seconds=week)
+    specs = {s.name: s for s in topics.group_topics(GroupSettings(name="team", retention_hours=2))}
+    assert specs["group.team.claims"].retention_ms == topics.CLAIMS_RETENTION_MS > MAX_TTL_MS
+    assert specs["group.team.requests"].retention_ms == 2 * 3_600_000
+    long = {s.name: s for s in topics.group_topics(GroupSettings(name="team", retention_hours=24 * 30))}
+    assert long["group.team.claims"].retention_ms == 24 * 30 * 3_600_000

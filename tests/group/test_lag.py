@@ -1,6 +1,7 @@
 """Consumer lag on the real broker: a deliberately slow headless agent falls behind a flood on its inbox, its lag
-monitor warns (timeline event, snapshot, /metrics) and recovers once the flood stops and it catches up; then
-`shoal group status --json` reads the committed lag of consumer groups from the broker, WARN included."""
+monitor warns (timeline event, snapshot, /metrics) and recovers once the flood stops and it catches up; a skill
+queue partition that another taker held for a while comes back without a stale lag; then `shoal group status
+--json` reads the committed lag of consumer groups from the broker, WARN included."""
 
 from __future__ import annotations
 
@@ -115,6 +116,77 @@ async def test_a_slow_agent_raises_the_lag_warning_and_recovers(kafka_broker: Ta
         assert committed["group"] == f"shoal.{group}.agent.{node.agent_id}" and committed["kind"] == "agent"
         assert committed["committed"] == committed["end"] == sent
         assert (committed["messages"], committed["seconds"], committed["warning"]) == (0, 0.0, False)
+
+
+async def test_a_queue_partition_that_comes_back_after_a_rebalance_shows_no_stale_lag(
+    kafka_broker: TansuBroker, tmp_path: Path
+) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    from core.group.topics import skill_topic
+    from tests.fixtures.cores import scripted_core
+    from tests.fixtures.kafka_broker import TEST_CLIENT_SETTINGS, consumer_options
+    from tests.group.echo_skill import ECHO, counting_worker
+
+    group = f"lag{uuid.uuid4().hex[:8]}"
+    limits = {"lag_warn_messages": 0, "lag_warn_seconds": 2.0, "lag_warn_after": 1.0, "partitions": 1}
+    over = group_overrides(kafka_broker, group, "ada", tmp_path / "ada", skills=ECHO, **limits)
+    queue = skill_topic(group, "echo")
+    async with scripted_core([], overrides=over) as (core, _), RawPeer(kafka_broker, group, "req") as peer:
+        node = core.group.node
+        runner = counting_worker(core)
+        await node.wait_online(15)
+        await peer.announce()
+        await eventually(lambda: node.roster.key_for(peer.agent_id) is not None)
+        reader = next(r for r in node.readers if r.name != "inbox")
+        await eventually(lambda: bool(reader.consumer.assignment()), timeout=20)
+        for n in range(3):
+            await peer.send("skill.echo.requests", peer.request("echo", f"first {n}"))
+        await eventually(lambda: len(runner.calls) == 3, timeout=20)
+
+        # another taker joins the queue's consumer group, takes the partition, handles three more and leaves
+        other = AIOKafkaConsumer(
+            bootstrap_servers=kafka_broker.bootstrap,
+            group_id=f"shoal.{group}.skill.echo",
+            client_id="aaa-other",  # sorts first: the range assignor gives it the only partition
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **consumer_options(TEST_CLIENT_SETTINGS),
+        )
+        await other.start()
+        other.subscribe([queue])
+        taken = 0
+
+        async def take() -> bool:
+            nonlocal taken
+            batch = await other.getmany(timeout_ms=200)
+            taken += sum(len(records) for records in batch.values())
+            if batch:
+                await other.commit()
+            return bool(other.assignment())
+
+        try:
+            for _ in range(150):
+                if await take() and not reader.consumer.assignment():
+                    break
+            assert other.assignment() and not reader.consumer.assignment(), "the other taker holds the partition"
+            for n in range(3):
+                await peer.send("skill.echo.requests", peer.request("echo", f"second {n}"))
+            for _ in range(150):
+                if taken >= 3:
+                    break
+                await take()
+            assert taken == 3
+        finally:
+            await other.stop()
+        # back to ada at offset 6, which it never read: nothing waits there for it
+        await eventually(lambda: bool(reader.consumer.assignment()), timeout=20)
+        [tp] = reader.consumer.assignment()
+        await eventually(lambda: reader.consumer.highwater(tp) == 6, timeout=20)
+        node.lag_monitor.sample()  # a sample now (the monitor's own runs once a second)
+        [row] = [r for r in node.lag_monitor.snapshot() if r.topic == queue]
+        assert (row.messages, row.seconds) == (0, 0.0), "what ada knew before the rebalance is forgotten"
+        assert len(runner.calls) == 3, "the three the other taker handled are not run again"
 
 
 async def test_group_status_shows_the_committed_lag_of_a_skill_queue(kafka_broker: TansuBroker, tmp_path: Path) -> None:

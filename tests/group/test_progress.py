@@ -158,3 +158,45 @@ def test_a_peers_odd_task_list_is_reduced_to_the_documented_fields() -> None:
         "elapsedms": 1500,
     }
     assert card_tasks(None) == [] and card_tasks({"taskid": "t"}) == []
+    [huge] = card_tasks([{"taskid": "t2", "step": 10**6 + 1, "steps": 10**6, "elapsedms": 10**400}])
+    assert (huge.get("step"), huge.get("steps"), huge.get("elapsedms")) == (None, 10**6, None), "out of range: gone"
+
+
+def test_the_views_survive_numbers_no_float_holds() -> None:
+    """A card's tasks as they arrive are capped (above); the views cope with a member built any other way too."""
+    from core.group.identity import Identity, PublicKey
+    from core.group.roster import Member
+    from core.group.taskviews import member_rows, with_live
+
+    identity = Identity.generate()
+    odd = {"taskid": "t3", "step": 10**400, "steps": 2**60, "elapsedms": 10**400, "requester": {}}
+    member = Member(identity.agent_id, "mallory", PublicKey(identity.public_b64), tasks=[odd])
+    [row] = member_rows([member])
+    [live] = row.tasks
+    assert (live.step, live.steps, live.elapsed_at_seen) == (None, None, 0.0)
+    [view] = with_live([], [member])
+    assert view.taskid == "t3" and view.step_text == "—"
+
+
+async def test_a_card_with_an_absurd_task_breaks_neither_the_dashboard_nor_get_tasks(
+    kafka_broker: TansuBroker, tmp_path: Path
+) -> None:
+    from core.group.taskviews import member_rows, with_live
+    from tests.group.helpers import RawPeer
+
+    group = f"p{uuid.uuid4().hex[:8]}"
+    over = group_overrides(kafka_broker, group, "ada", tmp_path / "ada")
+    async with scripted_core([], overrides=over) as (core, _), RawPeer(kafka_broker, group, "mallory") as m:
+        node = core.group.node
+        await node.wait_online(15)
+        absurd = {"taskid": "t" * 12, "skill": "x", "step": 2, "steps": 10**9, "elapsedms": 10**400}
+        await m.announce(tasks=[absurd], status="busy")
+        await eventually(lambda: any(x.name == "mallory" for x in node.members()))
+        rows = {row.name: row for row in member_rows(node.members())}
+        assert rows["mallory"].status == "busy" and rows["mallory"].tasks[0].step == 2
+        assert rows["mallory"].tasks[0].steps is None and rows["mallory"].tasks[0].elapsed_at_seen == 0.0
+        assert [v.taskid for v in with_live([], node.members())] == ["t" * 12]
+        env = member_env(kafka_broker, group, "cli", tmp_path / "cli")
+        listed = await run_cli(env, "get", "tasks", "--json")
+        assert listed.code == 0, listed.stderr
+        assert [t["taskid"] for t in json.loads(listed.stdout) if t["direction"] == "seen"] == ["t" * 12]

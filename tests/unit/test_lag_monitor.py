@@ -186,3 +186,32 @@ async def test_start_is_idempotent_and_stop_ends_the_one_task(timeline: Timeline
     monitor.start()
     assert monitor.running
     await monitor.stop()
+
+
+async def test_a_rebalance_makes_a_reader_forget_what_its_lag_was_reckoned_from() -> None:
+    """A skill queue partition handled up to offset 3, taken by another taker (who handled 3 to 6) and handed
+    back: ada's old bookkeeping would say 3 records behind for ever. A batch fetched before the rebalance and
+    handled after it must not bring it back either."""
+    from aiokafka import TopicPartition
+
+    from core.group.reader import Reader
+
+    tp = TopicPartition("q", 0)
+    consumer = SimpleNamespace(assignment=lambda: {tp}, highwater=lambda _tp: 6)
+
+    async def handler(_accepted: Any, _rejected: Any) -> None:
+        return None
+
+    reader = Reader(SimpleNamespace(), "skill-echo", ["q"], handler, group_id="g", subscribe=True)  # type: ignore[arg-type]
+    reader.consumer = consumer
+    stamp = int((WALL - 60) * 1000)
+    reader._handled[tp] = (3, stamp)
+    assert [p.highwater - p.next_offset for p in reader.positions()] == [3]
+    before = reader._generation
+    reader._forget({tp})  # what the rebalance listener does when the partition is revoked, then assigned
+    assert reader.positions() == [Position("q", 0, 6, 6, None, False)]
+    record = SimpleNamespace(offset=2, timestamp=stamp)
+    assert await reader._deliver({tp: [record]}, [], [], generation=before)
+    assert reader.positions() == [Position("q", 0, 6, 6, None, False)], "the late batch changes nothing"
+    assert await reader._deliver({tp: [SimpleNamespace(offset=5, timestamp=stamp)]}, [], [], generation=before + 1)
+    assert reader.positions() == [Position("q", 0, 6, 6, stamp, False)], "a batch fetched since then counts"

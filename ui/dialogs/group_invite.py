@@ -40,8 +40,8 @@ from ui.widgets.form_row import field_row, form_layout
 from ui.widgets.inline_message import InlineMessage
 
 CREATE_TEXT = (
-    "A closed group lets in only agents that hold its invite code. This agent becomes the founder: it lets "
-    "newcomers in while it is online, and it alone removes members and defines private zones."
+    "A closed group lets in only agents that hold its invite code. This agent becomes the founder: it alone "
+    "removes members and defines private zones; any member that is online lets newcomers in."
 )
 JOIN_TEXT = "Paste the invite code the group's founder gave you. A member must be online to let this agent in."
 ONCE_TEXT = (
@@ -277,7 +277,7 @@ class GroupInviteDialog(QDialog):
         self.code_box.show()
         self.copy_button.setFocus()
         group = self.bridge.group.settings().name
-        self.status.show_ok(f"Group {group} founded: this agent is its founder. Keep it online to let others in.")
+        self.status.show_ok(f"Group {group} founded: this agent is its founder. Keep a member online to let others in.")
         self.entered.emit("created")
 
     def _joined(self, name: str) -> None:
