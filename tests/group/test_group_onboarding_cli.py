@@ -60,6 +60,20 @@ async def test_two_terminals_create_join_zone_dispatch_revoke(kafka_broker: Tans
         sent = await run_cli(alpha, "dispatch", "sealed hello", "--skill", "echo", "--zone", "fin")
         assert sent.code == 0 and sent.stdout.strip() == "sealed hello", sent.stderr
 
+        # watch progress and lag, replay the task, and a clean connection report: the rest of docs/groups.md
+        tasks = await _json(alpha, "get", "tasks", "--json", "--local")
+        assert any(t["status"] == "ok" and t["skill"] == "echo" for t in tasks)
+        status = await _json(alpha, "group", "status", "--json")
+        assert status["connection"] == "online"
+        replayed = await run_cli(alpha, "replay", "--topic", "requests", "--from", "beginning", "--json")
+        assert replayed.code == 0, replayed.stderr
+        lines = [json.loads(line) for line in replayed.stdout.splitlines() if line.strip()]
+        assert any(line["envelope"]["zone"] == "fin" and line["status"] == "verified" for line in lines)
+        assert "sealed hello" not in replayed.stdout  # the replay shows the sealed task, not its text
+        kshark = await run_cli(alpha, "kshark", "--json")
+        report = json.loads(kshark.stdout)
+        assert kshark.code == 0 and not [c for c in report["checks"] if c["status"] == "FAIL"], kshark.stdout
+
         revoked = await run_cli(alpha, "group", "revoke", "beta", "--reason", "test over")
         assert revoked.code == 0, revoked.stderr + revoked.stdout
         after = await _json(alpha, "group", "membership", "--json")
