@@ -117,7 +117,8 @@ async def test_a_strangers_refusal_does_not_abort_a_join(kafka_broker: TansuBrok
 
 
 async def test_a_pending_approval_does_not_stop_the_reader(kafka_broker: TansuBroker, tmp_path: Path) -> None:
-    async with founded(kafka_broker, tmp_path, join_approval="manual") as (founder, invite):
+    # the founder is the orchestrator, so it (not the other member, by agent id) answers the joins
+    async with founded(kafka_broker, tmp_path, join_approval="manual", role="orchestrator") as (founder, invite):
         answer, asked = asyncio.Event(), asyncio.Event()
 
         async def approver(request: dict[str, Any]) -> bool:
