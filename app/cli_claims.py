@@ -34,7 +34,7 @@ def list_claims(obj: Context, as_json: bool, wait: float) -> None:
     from core.group.claimbook import parse_time
 
     async def main() -> None:
-        core = await _ephemeral_core(obj, wait)
+        core = await _ephemeral_core(obj, wait, admit=False)  # it only reads
         try:
             book = core.group.node.claims
             live = [(claim, book.holder_name(claim)) for claim in book.live()]

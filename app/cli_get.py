@@ -49,7 +49,7 @@ async def _sources(obj: Context, local: bool, wait: float) -> AsyncIterator[tupl
         return
     from app.cli_group import _ephemeral_core
 
-    core = await _ephemeral_core(obj, wait)
+    core = await _ephemeral_core(obj, wait, admit=False)  # it only reads
     try:
         own = core.group.node.agent_id  # this short-lived member itself works on nothing
         yield core.db, [m for m in core.group.members() if m.agentid != own]

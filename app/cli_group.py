@@ -40,14 +40,18 @@ def _joined(loaded: LoadedSettings) -> LoadedSettings:
     return loaded
 
 
-async def _ephemeral_core(obj: Context, wait: float) -> Any:
+async def _ephemeral_core(obj: Context, wait: float, *, admit: bool = True) -> Any:
+    """A short-lived member for one command. `admit`: in a closed group, this machine's membership admits the
+    session (a record kept on the control topic), which a command needs to send; one that only reads passes
+    False and stays unannounced."""
     core = build_core(_joined(obj.settings()))
     await core.start()
     try:
         runtime = await core.join_group(ephemeral=True)
         await runtime.node.wait_online(wait)
         await runtime.node.roster_caught_up(wait)
-        await runtime.admit_session(wait)  # a closed group admits this short-lived session first
+        if admit:
+            await runtime.admit_session(wait)  # a closed group admits this short-lived session first
     except BaseException:
         await core.stop()
         raise
@@ -64,7 +68,7 @@ def members(obj: Context, as_json: bool, wait: float) -> None:
     async def main() -> None:
         from core.group.hierarchy import placement, tree
 
-        core = await _ephemeral_core(obj, wait)
+        core = await _ephemeral_core(obj, wait, admit=False)
         try:
             own, members = core.group.node.agent_id, core.group.members()
             limit = core.settings.group.max_hierarchy_depth

@@ -157,7 +157,7 @@ def membership(obj: Context, as_json: bool, wait: float) -> None:
     """Who was admitted (by whom, when), who was removed, and who asked to join but is not in."""
 
     async def main() -> tuple[bool, list[dict[str, Any]]]:
-        core = await _ephemeral_core(obj, wait)
+        core = await _ephemeral_core(obj, wait, admit=False)
         try:
             ms = core.group.node.membership
             rows = ms.rows() + [{"agentid": a, "name": n, "status": "pending"} for a, n in ms.held()]

@@ -34,12 +34,13 @@ def status(obj: Context, as_json: bool, wait: float, agent_ids: tuple[str, ...],
     """Connection, roster size and consumer lag (records and seconds behind) of this agent's consumer groups."""
     from core.group.identity import stored_agent_id
     from core.group.lag_report import agent_group, committed_lag, skill_group
-    from core.group.node import INBOX_TOPICS
+    from core.group.node import INBOX_TOPICS, REPLAYED_TOPICS
 
     loaded = obj.settings()
     settings = loaded.settings.group
     ids = list(agent_ids) or [a for a in [stored_agent_id(settings.name, str(loaded.settings.paths.data_path()))] if a]
-    groups = [agent_group(settings, a, INBOX_TOPICS) for a in ids]
+    committed = tuple(t for t in INBOX_TOPICS if t not in REPLAYED_TOPICS)  # the others are never committed
+    groups = [agent_group(settings, a, committed) for a in ids]
     groups += [skill_group(settings, s) for s in (list(skills) or [s.name for s in settings.skills])]
 
     async def main() -> dict[str, Any]:

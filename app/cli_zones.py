@@ -20,8 +20,8 @@ def zone() -> None:
     """Private zones: define who may see a zone's tasks and memory (the founder only)."""
 
 
-async def _with_group(obj: Context, wait: float, action: Any) -> Any:
-    core = await _ephemeral_core(obj, wait)
+async def _with_group(obj: Context, wait: float, action: Any, *, admit: bool = False) -> Any:
+    core = await _ephemeral_core(obj, wait, admit=admit)
     try:
         return await action(core.group.node)
     finally:
@@ -58,7 +58,7 @@ def _change_zone(obj: Context, name: str, wait: float, change: Any, description:
         await _until(node, lambda n: list(getattr(n.zones.get(name), "members", ())) == wanted, wait)
         return wanted
 
-    result: list[str] = run_async(_with_group(obj, wait, action))
+    result: list[str] = run_async(_with_group(obj, wait, action, admit=True))  # it publishes as the founder
     return result
 
 

@@ -161,7 +161,7 @@ class Intake:
         if envelope.type in CONTROL_TYPES:
             return self._control(envelope, topic)
         membership = node.membership
-        key = node.roster.key_for(envelope.agentid)
+        key = node.roster.key_for(envelope.agentid) or membership.key_for(envelope.agentid)
         ready = key is not None and membership.allows(envelope.agentid)
         if not ready and self._unknown.get(envelope.agentid, 0.0) < time.monotonic():
             ready = await self._await_sender(envelope.agentid)
@@ -249,12 +249,17 @@ class Intake:
         node = self.node
 
         def ready() -> bool:
-            return node.roster.key_for(agentid) is not None and node.membership.allows(agentid)
+            known = node.roster.key_for(agentid) or node.membership.key_for(agentid)  # an admission holds the key
+            return known is not None and node.membership.allows(agentid)
 
-        if not self.replay or self.consumer is None:
-            if await node.roster.wait_for_key(agentid, UNKNOWN_SENDER_GRACE) is None:
+        if not self.replay or self.consumer is None:  # one grace period for the card and the admission
+            deadline = time.monotonic() + UNKNOWN_SENDER_GRACE
+            if (
+                node.membership.key_for(agentid) is None
+                and await node.roster.wait_for_key(agentid, UNKNOWN_SENDER_GRACE) is None
+            ):
                 return False
-            return await node.membership.wait_admitted(agentid, UNKNOWN_SENDER_GRACE)
+            return await node.membership.wait_admitted(agentid, max(0.0, deadline - time.monotonic()))
         if self._awaiting:  # a record from another unknown sender on the roster topic: no nesting
             return False
         self._awaiting = True

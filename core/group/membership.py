@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,11 +59,14 @@ class Admission:
     admitted_at: str
     expires_at: str
     envelope_id: str
+    _expires: datetime | None = field(default=None, init=False, repr=False, compare=False)
 
     def live(self, now: datetime | None = None) -> bool:
         if not self.expires_at:
             return True
-        return parse_time(self.expires_at) > (now or datetime.now(UTC))
+        if self._expires is None:  # asked for each envelope a session sends: parse once
+            self._expires = parse_time(self.expires_at)
+        return self._expires > (now or datetime.now(UTC))
 
     def row(self) -> dict[str, Any]:
         return {

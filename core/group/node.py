@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 BULK_TOPICS = ("audit", "traces")
 BULK_LINGER_MS = 50
 INBOX_TOPICS = ("requests", "responses", "progress", "control", "memory", "claims")
+REPLAYED_TOPICS = ("announce", "control", "claims")  # read from the start every time, never committed
 EnvelopeHandler = Callable[[Incoming, Event], Awaitable[None]]
 EarlyHandler = Callable[[Incoming, Event], None]
 StateListener = Callable[[str, ShoalError | None], None]
@@ -242,10 +243,10 @@ class GroupNode(Publisher):
         self._bulk_producer = AIOKafkaProducer(**{**producer_kwargs(self.settings), "linger_ms": BULK_LINGER_MS})
         await self._bulk_producer.start()
         inbox_group = None if self.ephemeral else f"shoal.{self.group_name}.agent.{self.agent_id}"
-        announce, control = self.topic("announce"), self.topic("control")
+        announce = self.topic("announce")
         topics = [announce] + [self.topic(s) for s in INBOX_TOPICS]
         # the roster, the membership and the claims (core/group/claimbook.py) are rebuilt from the start every time
-        replay = (announce, control, self.topic("claims"))
+        replay = tuple(self.topic(s) for s in REPLAYED_TOPICS)
         self.readers = [Reader(self, "inbox", topics, self._on_envelopes, group_id=inbox_group, replay=replay)]
         for skill in [] if self.ephemeral else self.settings.skills:  # a command never takes the group's tasks
             group_id = f"shoal.{self.group_name}.skill.{skill.name}"
@@ -384,6 +385,8 @@ class GroupNode(Publisher):
         }
 
     async def announce(self) -> None:
+        if self.ephemeral and self.membership.enforced and self.membership.status(self.agent_id) != "admitted":
+            return  # a command that only looks, in a closed group, is not announced (members would hold its card)
         await self.publish(
             ROSTER_ANNOUNCE,
             self.card(),

@@ -105,6 +105,7 @@ class GroupRuntime:
             )
         node.parent_identity = parent
         await node.onboarding.admit_session(parent, timeout)
+        await node.announce()  # its card now counts: peers (and `shoal replay`) learn its key at once
 
     async def _approve_join(self, request: dict[str, Any]) -> bool:
         """Manual approval (group.join_approval = manual) through the app's approval prompt."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -149,7 +150,7 @@ def test_session_admissions_expire_and_cannot_admit() -> None:
     refused = membership.apply(forever)
     assert refused is not None and refused.reason == "bad-admission"
     past = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    membership.admitted[session.agent_id].expires_at = past
+    membership.admitted[session.agent_id] = replace(membership.admitted[session.agent_id], expires_at=past)
     assert membership.status(session.agent_id) == "expired" and not membership.allows(session.agent_id)
 
 
