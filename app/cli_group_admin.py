@@ -40,6 +40,23 @@ async def _own_identity_core(loaded: LoadedSettings, wait: float) -> Any:
     return core
 
 
+def _previous(obj: Context) -> dict[str, Any]:
+    """The group settings `_save_group` changes, as they are now (to put back when founding or joining fails)."""
+    group = obj.settings().settings.group
+    return {
+        "group.name": group.name,
+        "group.bootstrap_servers": group.bootstrap_servers,
+        "group.security_protocol": group.security_protocol,
+        "group.enabled": group.enabled,
+    }
+
+
+def _put_back(obj: Context, previous: dict[str, Any]) -> None:
+    from core.setup import SetupService
+
+    SetupService(obj.settings()).save_many(previous)
+
+
 def _save_group(obj: Context, name: str, bootstrap: list[str], protocol: str) -> LoadedSettings:
     from core.setup import SetupService
 
@@ -66,6 +83,7 @@ def create(obj: Context, name: str, bootstrap: tuple[str, ...], force: bool, wai
 
     current = obj.settings().settings.group
     servers = list(bootstrap) or current.bootstrap_servers
+    previous = _previous(obj)
     loaded = _save_group(obj, name, servers, current.security_protocol)
     scope = str(loaded.settings.paths.data_path())
 
@@ -82,7 +100,11 @@ def create(obj: Context, name: str, bootstrap: tuple[str, ...], force: bool, wai
             raise
         return invite.code()
 
-    code = run_async(main())
+    try:
+        code = run_async(main())
+    except BaseException:
+        _put_back(obj, previous)  # a failed founding leaves the settings as they were
+        raise
     out.print(f"Founded group [bold]{name}[/bold]; this agent is its founder.\n")
     out.print("Invite code (shown once; anyone holding it can ask to join):\n")
     print(code)
@@ -101,6 +123,7 @@ def join(obj: Context, code: str | None, agent_name: str, timeout: float | None)
     from core.group.invite import Invite, forget_invite, store_invite
 
     invite = Invite.parse(code or click.prompt("Invite code", hide_input=True))
+    previous = _previous(obj)
     loaded = _save_group(obj, invite.group, list(invite.bootstrap), invite.security_protocol)
     if agent_name:
         from core.setup import SetupService
@@ -121,7 +144,8 @@ def join(obj: Context, code: str | None, agent_name: str, timeout: float | None)
     try:
         admission = run_async(main())
     except BaseException:
-        forget_invite(invite.group, scope)  # a refused join keeps no secret behind
+        forget_invite(invite.group, scope)  # a refused join keeps no secret behind, and the settings as they were
+        _put_back(obj, previous)
         raise
     out.print(f"Admitted to group [bold]{invite.group}[/bold] as {admission.name} ({admission.agentid[:12]}).")
     out.print("Group mode is on: start the app, or `shoal group run` for a headless member.")

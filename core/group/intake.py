@@ -121,6 +121,8 @@ class Intake:
         verdicts = await verify_all([(incoming.envelope, key) for incoming, key in signed])
         accepted: list[Incoming] = []
         for (incoming, _key), ok in zip(signed, verdicts, strict=True):
+            if ok and self._not_ours(incoming.envelope):
+                continue  # a private zone's payload for others: not even fetched when it travels by reference
             checked: Envelope | EnvelopeRejected | None = (
                 await self._resolve(incoming.envelope, incoming.topic) if ok else _bad_signature(incoming)
             )
@@ -136,6 +138,14 @@ class Intake:
         rejected += self._side_rejected
         self._side_rejected = []
         return accepted, rejected
+
+    def _not_ours(self, envelope: Envelope) -> bool:
+        """A private zone's payload by reference, for a zone this agent is not in: sealed for others, so not
+        worth fetching (an inline one is skipped by the zone gate once it finds no key of ours)."""
+        zones = self.node.zones
+        if zones is None or not envelope.attrs.get("dataref") or not zones.is_private(envelope.zone):
+            return False
+        return not zones.allows(self.node.agent_id, envelope.zone)
 
     def _addressed_elsewhere(self, headers: Any) -> bool:
         """The `ce_recipient` header names another agent: skip without parsing (the body is checked if not)."""

@@ -142,3 +142,28 @@ def test_mcp_server_environment_values_are_masked() -> None:
     result = shoal("config", "show", "--json", env={"SHOAL_MCP_SERVERS": servers})
     assert result.returncode == 0, result.stderr
     assert "ghp_abcdefghijklmnop1234" not in result.stdout and "GITHUB_TOKEN" in result.stdout
+
+
+def test_a_join_nobody_answers_puts_the_settings_back_and_keeps_no_secret(tmp_path: Path) -> None:
+    """A closed port: the join fails with what to do, config.toml is as before and the keyring has no secret."""
+    import socket
+
+    from core.group.invite import Invite
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert shoal("config", "set", "group.name", "before").returncode == 0
+    config = Path(os.environ["SHOAL_CONFIG"])
+    before = config.read_text()
+    code = Invite.create("elsewhere", "a" * 24, [f"127.0.0.1:{port}"]).code()
+    keyring_file = tmp_path / "keyring.json"
+    env = {
+        "PYTHON_KEYRING_BACKEND": "tests.fixtures.file_keyring.FileKeyring",
+        "SHOAL_TEST_KEYRING_FILE": str(keyring_file),
+    }
+    failed = shoal("group", "join", code, "--timeout", "2", env=env)
+    assert failed.returncode != 0 and "Cannot reach the Kafka group" in failed.stderr, failed.stderr
+    assert config.read_text().count('name = "before"') == 1 and "elsewhere" not in config.read_text()
+    assert "enabled = true" not in config.read_text() or "enabled = true" in before
+    assert not keyring_file.exists() or "group-secret" not in keyring_file.read_text()
