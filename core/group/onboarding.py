@@ -80,6 +80,7 @@ class _Challenge:
 class _Attempt:
     joinid: str
     done: asyncio.Future[Admission] = field(repr=False)
+    unchecked: str = ""  # the reason of a refusal from an agent this one could not check as a member
 
 
 class Onboarding(AdminActions):
@@ -122,6 +123,12 @@ class Onboarding(AdminActions):
                     return await asyncio.wait_for(asyncio.shield(attempt.done), wait)
         finally:
             self._attempt = None
+        if attempt.unchecked:  # with a wrong secret, no member's admission can be checked: say what was heard
+            raise UserError(
+                f"The join was not accepted: an agent answered {attempt.unchecked!r}, and with this invite its "
+                "membership could not be checked.",
+                DENY_HINTS.get(attempt.unchecked, "Ask the group's founder for a fresh invite."),
+            )
         raise NetworkError(
             f"No member answered the join request within {timeout:.0f} s.",
             "An admitted member must be online to let you in: start the founder's app or `shoal group run`.",
@@ -172,8 +179,10 @@ class Onboarding(AdminActions):
         if attempt is None or data.get("joinid") != attempt.joinid or attempt.done.done():
             return
         if envelope.agentid != membership.founder and membership.status(envelope.agentid) != "admitted":
-            log.warning("group: ignored a refusal of the join from %s, not a member", envelope.agentid)
-            return  # anyone can send a deny: only a member's (or the founder's) counts
+            log.warning("group: a refusal of the join from %s, not known as a member, waits", envelope.agentid)
+            known_reason = str(data.get("reason", ""))
+            attempt.unchecked = known_reason if known_reason in DENY_HINTS else "refused"
+            return  # anyone can send a deny: only a member's (or the founder's) ends the join at once
         reason = str(data.get("reason", "refused"))
         known = reason if reason in DENY_HINTS else "refused"  # our own words: a deny's text is not shown
         message = f"The group refused the join ({known})."

@@ -213,3 +213,38 @@ async def _until(check: Any, timeout: float = 20) -> None:
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.1)
+
+
+async def test_an_unchecked_refusal_is_reported_when_the_join_times_out(
+    kafka_broker: TansuBroker, tmp_path: Path
+) -> None:
+    """A refusal nobody can vouch for does not end the join, but if nothing else comes it is what the person
+    is told (with a wrong invite, no member's admission can be checked: this is how that case reads)."""
+    async with founded(kafka_broker, tmp_path, join_approval="manual") as (founder, invite):
+        never = asyncio.Event()
+
+        async def approver(_request: dict[str, Any]) -> bool:
+            await never.wait()
+            return True
+
+        founder.group.node.onboarding.approver = approver
+        async with (
+            member(kafka_broker, invite.group, "newbie", tmp_path / "n", invite) as newbie,
+            RawPeer(kafka_broker, invite.group, "stranger") as stranger,
+        ):
+            node = newbie.group.node
+            await stranger.announce()
+            joining = asyncio.create_task(node.onboarding.join(6))
+            joinid = ""
+            while not joinid:
+                for record in await read_all(kafka_broker.bootstrap, f"group.{invite.group}.control"):
+                    body = json.loads(record.value)
+                    if body["type"] == CONTROL_JOIN and body["agentid"] == node.agent_id:
+                        joinid = body["data"]["joinid"]
+            data = {"joinid": joinid, "reason": "wrong-secret", "message": "ignored text"}
+            deny = stranger.envelope(CONTROL_DENY, data, recipient=node.agent_id, correlationid=joinid)
+            await stranger.send("control", deny, key=node.agent_id)
+            with pytest.raises(UserError, match="could not be checked") as caught:
+                await asyncio.wait_for(joining, 30)
+            assert "ignored text" not in caught.value.message and "fresh invite" in caught.value.fix
+            never.set()

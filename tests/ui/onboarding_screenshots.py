@@ -53,8 +53,8 @@ async def shots(folder: Path, tmp: Path) -> None:
             for name in ("build-box", "laptop", "old-laptop"):
                 core = await stack.enter_async_context(member(kafka, group, name, tmp / name, invite))
                 await core.group.node.onboarding.join(30)
-            ids = {m.name: m.agentid for m in bridge.core.group.members()}
             await wait_until(lambda: {"build-box", "laptop", "old-laptop"} <= set(pane.table.names()), timeout=30)
+            ids = {m.name: m.agentid for m in bridge.core.group.members()}
             stranger = group_overrides(kafka, group, "stranger", tmp / "stranger")
             await stack.enter_async_context(scripted_core(["hi"], overrides=stranger))  # no invite: held back
             await bridge.group.admin.define_zone("finance", [ids["desk"], ids["laptop"]], "Q3 numbers")
@@ -66,7 +66,7 @@ async def shots(folder: Path, tmp: Path) -> None:
             pane.resize(1180, 520)
             assert pane.grab().save(str(folder / "group-membership.png"))
 
-            async with desktop(tmp, "guesser") as (guesser, _bridge):
+            async with desktop(tmp, "guesser", join_timeout=8) as (guesser, _bridge):
                 join = guesser.roster.open_invite("join")
                 assert isinstance(join, GroupInviteDialog)
                 join.code_edit.setPlainText(Invite(group, b"x" * 32, invite.founder, invite.bootstrap).code())
