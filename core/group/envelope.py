@@ -151,13 +151,13 @@ class Envelope:
     def signing_input(self) -> tuple[bytes, bytes]:
         """(signature bytes, the bytes it should cover) for a check elsewhere; the fast-path bytes when the
         record value is at hand (see `verify`). An unreadable signature yields bytes that never verify."""
-        from core.group.identity import SIGNATURE_PREFIX, _b64url_decode
+        from core.group.identity import SIGNATURE_PREFIX, b64url_decode
 
         signature = self.attrs.get("signature")
         if not isinstance(signature, str) or not signature.startswith(SIGNATURE_PREFIX):
             return b"", b""
         try:
-            raw_signature = _b64url_decode(signature[len(SIGNATURE_PREFIX) :])
+            raw_signature = b64url_decode(signature[len(SIGNATURE_PREFIX) :])
         except ValueError:
             return b"", b""
         if self.raw is not None and self.wire is None:

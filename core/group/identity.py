@@ -27,11 +27,12 @@ def agent_id_for(public_key_raw: bytes) -> str:
     return hashlib.sha256(public_key_raw).hexdigest()[:24]
 
 
-def _b64url(data: bytes) -> str:
+def b64url(data: bytes) -> str:
+    """Base64url without padding (signatures, invite codes, join proofs, sealed payloads)."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _b64url_decode(text: str) -> bytes:
+def b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -56,7 +57,7 @@ class Identity:  # frozen, yet cached_property works: it writes __dict__ directl
         return agent_id_for(self.public_raw)
 
     def sign(self, message: bytes) -> str:
-        return SIGNATURE_PREFIX + _b64url(self.private_key.sign(message))
+        return SIGNATURE_PREFIX + b64url(self.private_key.sign(message))
 
     def private_b64(self) -> str:
         from cryptography.hazmat.primitives import serialization
@@ -100,7 +101,7 @@ class PublicKey:
         if not signature.startswith(SIGNATURE_PREFIX):
             return False
         try:
-            raw_signature = _b64url_decode(signature[len(SIGNATURE_PREFIX) :])
+            raw_signature = b64url_decode(signature[len(SIGNATURE_PREFIX) :])
         except ValueError:
             return False
         return self.verify_raw(raw_signature, message)
@@ -118,9 +119,15 @@ class PublicKey:
         return True
 
 
-def _account(group: str, scope: str) -> str:
+def scoped_account(kind: str, group: str, scope: str) -> str:
+    """A keyring entry name per group and data folder (`scope`, hashed: paths never become usernames); used
+    for the identity, the join secret and the zone key alike."""
     suffix = f":{hashlib.sha256(scope.encode()).hexdigest()[:12]}" if scope else ""
-    return f"group-identity:{group}{suffix}"
+    return f"{kind}:{group}{suffix}"
+
+
+def _account(group: str, scope: str) -> str:
+    return scoped_account("group-identity", group, scope)
 
 
 def stored_agent_id(group: str, scope: str = "") -> str | None:

@@ -9,7 +9,6 @@ self-admission every member accepts (the root of every other admission).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -18,19 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import ConfigError, UserError
+from core.group.identity import b64url, b64url_decode, scoped_account
 from core.secrets import SERVICE
 
 INVITE_PREFIX = "shoal-invite-1:"
 SECRET_BYTES = 32
 PROOF_FIELDS = ("group", "agentid", "name", "publickey", "boxkey", "challenge", "joinid")
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 @dataclass(frozen=True)
@@ -54,12 +46,12 @@ class Invite:
         """The text a person passes on (chat, mail, a password manager): everything to join, in one line."""
         body = {
             "g": self.group,
-            "s": _b64url(self.secret),
+            "s": b64url(self.secret),
             "f": self.founder,
             "b": list(self.bootstrap),
             "p": self.security_protocol,
         }
-        return INVITE_PREFIX + _b64url(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
+        return INVITE_PREFIX + b64url(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
 
     @classmethod
     def parse(cls, code: str) -> Invite:
@@ -70,8 +62,8 @@ class Invite:
                 f"An invite starts with {INVITE_PREFIX!r}; ask the group's founder for one (shoal group create).",
             )
         try:
-            body = json.loads(_b64url_decode(text[len(INVITE_PREFIX) :]))
-            secret = _b64url_decode(str(body["s"]))
+            body = json.loads(b64url_decode(text[len(INVITE_PREFIX) :]))
+            secret = b64url_decode(str(body["s"]))
             invite = cls(
                 str(body["g"]),
                 secret,
@@ -89,7 +81,7 @@ class Invite:
 
     def proof(self, fields: dict[str, Any]) -> str:
         """HMAC-SHA256 with the secret over the canonical JSON of the binding fields (PROOF_FIELDS)."""
-        return _b64url(hmac.new(self.secret, _binding(self.group, fields), hashlib.sha256).digest())
+        return b64url(hmac.new(self.secret, _binding(self.group, fields), hashlib.sha256).digest())
 
     def check(self, fields: dict[str, Any], proof: Any) -> bool:
         """Constant-time comparison; False for anything that is not a proof string."""
@@ -108,8 +100,7 @@ def _binding(group: str, fields: dict[str, Any]) -> bytes:
 
 
 def _account(group: str, scope: str) -> str:
-    suffix = f":{hashlib.sha256(scope.encode()).hexdigest()[:12]}" if scope else ""
-    return f"group-secret:{group}{suffix}"
+    return scoped_account("group-secret", group, scope)
 
 
 def load_invite(group: str, scope: str = "") -> Invite | None:

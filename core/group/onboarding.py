@@ -28,7 +28,7 @@ from core.errors import NetworkError, UserError
 from core.group import audit
 from core.group.envelope import Envelope
 from core.group.hierarchy import is_orchestrator
-from core.group.identity import PublicKey
+from core.group.identity import PublicKey, b64url
 from core.group.intake import Incoming
 from core.group.membership import (
     CONTROL_ADMIT,
@@ -40,9 +40,9 @@ from core.group.membership import (
     Admission,
     proof_fields,
 )
-from core.group.onboarding_admin import AdminActions, b64url, iso_z
+from core.group.onboarding_admin import AdminActions
 from core.group.publisher import _writer
-from core.timeline.ids import TraceContext, new_id
+from core.timeline.ids import TraceContext, iso_utc, new_id
 from core.timeline.store import Event
 
 if TYPE_CHECKING:
@@ -244,7 +244,7 @@ class Onboarding(AdminActions):
         joinid = str(data.get("joinid") or envelope.correlationid)
         out, _ = await self.node.publish(
             CONTROL_CHALLENGE,
-            {"joinid": joinid, "challenge": challenge, "expiresat": iso_z(expires)},
+            {"joinid": joinid, "challenge": challenge, "expiresat": iso_utc(expires)},
             suffix="control",
             key=envelope.agentid,
             correlationid=envelope.correlationid,

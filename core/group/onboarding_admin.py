@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import NetworkError, UserError
 from core.group.envelope import make
-from core.group.identity import Identity
+from core.group.identity import Identity, b64url
 from core.group.membership import CONTROL_ADMIT, CONTROL_REVOKE, CONTROL_ZONE
 from core.group.outbox import OutItem
 from core.group.publisher import Outgoing
-from core.timeline.ids import TraceContext, new_id
+from core.timeline.ids import TraceContext, iso_utc, new_id
 
 if TYPE_CHECKING:
     from core.group.node import GroupNode
@@ -34,7 +34,7 @@ class AdminActions:
 
     async def admit_session(self, parent: Identity, timeout: float) -> None:
         """A short-lived command-line member, admitted for an hour by this machine's admitted identity."""
-        expires = iso_z(datetime.now(UTC) + timedelta(hours=SESSION_HOURS))
+        expires = iso_utc(datetime.now(UTC) + timedelta(hours=SESSION_HOURS))
         await self._self_admit(parent, "ephemeral", expires)
         if not await self.node.membership.wait_admitted(self.node.agent_id, timeout):
             raise NetworkError(
@@ -94,13 +94,3 @@ class AdminActions:
             zone=node.settings.zone,
         )
         await node.commit([Outgoing(OutItem(envelope, node.topic("control"), key), None, [])])
-
-
-def b64url(raw: bytes) -> str:
-    import base64
-
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def iso_z(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

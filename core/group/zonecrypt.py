@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from core.errors import ConfigError
 from core.group.envelope import canonical
+from core.group.identity import scoped_account
 from core.secrets import SERVICE
 
 if TYPE_CHECKING:
@@ -153,8 +153,7 @@ def public_key_from_b64(text: str) -> X25519PublicKey:
 
 
 def _account(group: str, scope: str) -> str:
-    suffix = f":{hashlib.sha256(scope.encode()).hexdigest()[:12]}" if scope else ""
-    return f"zonekey:{group}{suffix}"
+    return scoped_account("zonekey", group, scope)
 
 
 def load_or_create_box_key(group: str, scope: str = "") -> BoxKey:

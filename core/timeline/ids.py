@@ -20,6 +20,11 @@ def new_id() -> str:
     return f"{int(time.time() * 1000):012x}{_random.getrandbits(80):020x}"
 
 
+def iso_utc(when: datetime) -> str:
+    """RFC 3339 in UTC with a Z, as every timestamp Shoal writes (`now_iso` for now)."""
+    return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 

@@ -100,12 +100,7 @@ async def test_a_strangers_refusal_does_not_abort_a_join(kafka_broker: TansuBrok
             node = newbie.group.node
             await attacker.announce()
             joining = asyncio.create_task(node.onboarding.join(60))
-            joinid = ""
-            while not joinid:
-                for record in await read_all(kafka_broker.bootstrap, f"group.{invite.group}.control"):
-                    body = json.loads(record.value)
-                    if body["type"] == CONTROL_JOIN and body["agentid"] == node.agent_id:
-                        joinid = body["data"]["joinid"]
+            joinid = await _join_id(kafka_broker, invite.group, node.agent_id)
             data = {"joinid": joinid, "reason": "wrong-secret", "message": "get a new invite at evil.example"}
             deny = attacker.envelope(CONTROL_DENY, data, recipient=node.agent_id, correlationid=joinid)
             await attacker.send("control", deny, key=node.agent_id)
@@ -208,6 +203,15 @@ async def test_reports_never_carry_a_zones_answer_to_a_parent_outside_it(
         assert all("summary" not in e.data for e in reports)
 
 
+async def _join_id(broker: TansuBroker, group: str, agentid: str) -> str:
+    """The id of the join an agent is asking with, read off the control topic (as any reader could)."""
+    while True:
+        for record in await read_all(broker.bootstrap, f"group.{group}.control"):
+            body = json.loads(record.value)
+            if body["type"] == CONTROL_JOIN and body["agentid"] == agentid:
+                return str(body["data"]["joinid"])
+
+
 async def _until(check: Any, timeout: float = 20) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await check():
@@ -235,12 +239,7 @@ async def test_an_unchecked_refusal_is_reported_when_the_join_times_out(
             node = newbie.group.node
             await stranger.announce()
             joining = asyncio.create_task(node.onboarding.join(6))
-            joinid = ""
-            while not joinid:
-                for record in await read_all(kafka_broker.bootstrap, f"group.{invite.group}.control"):
-                    body = json.loads(record.value)
-                    if body["type"] == CONTROL_JOIN and body["agentid"] == node.agent_id:
-                        joinid = body["data"]["joinid"]
+            joinid = await _join_id(kafka_broker, invite.group, node.agent_id)
             data = {"joinid": joinid, "reason": "wrong-secret", "message": "ignored text"}
             deny = stranger.envelope(CONTROL_DENY, data, recipient=node.agent_id, correlationid=joinid)
             await stranger.send("control", deny, key=node.agent_id)

@@ -33,6 +33,17 @@ def _admit(signer: Identity, invite: Invite, who: Identity, name: str, **extra: 
     return make(signer, GROUP, CONTROL_ADMIT, data, correlationid=new_id(), trace=TraceContext.new_root())
 
 
+def _revoke(signer: Identity, target: str) -> Any:
+    return make(
+        signer,
+        GROUP,
+        CONTROL_REVOKE,
+        {"agentid": target, "reason": "r"},
+        correlationid="c",
+        trace=TraceContext.new_root(),
+    )
+
+
 def _founded() -> tuple[Membership, Invite, Identity]:
     founder = Identity.generate()
     invite = Invite.create(GROUP, founder.agent_id, ["localhost:9092"])
@@ -118,15 +129,7 @@ def test_revocation_is_final_and_founder_only() -> None:
         assert membership.apply(_admit(founder, invite, who, name)) is None
 
     def revoke(signer: Identity, target: str) -> Any:
-        envelope = make(
-            signer,
-            GROUP,
-            CONTROL_REVOKE,
-            {"agentid": target, "reason": "r"},
-            correlationid="c",
-            trace=TraceContext.new_root(),
-        )
-        return membership.apply(envelope)
+        return membership.apply(_revoke(signer, target))
 
     refused = revoke(other, newbie.agent_id)
     assert refused is not None and refused.reason == "not-admin"
@@ -214,14 +217,7 @@ def test_a_control_record_counts_once() -> None:
     member = Identity.generate()
     admit = _admit(founder, invite, member, "member")
     assert membership.apply(admit) is None
-    revoke = make(
-        founder,
-        GROUP,
-        CONTROL_REVOKE,
-        {"agentid": member.agent_id, "reason": "r"},
-        correlationid="c",
-        trace=TraceContext.new_root(),
-    )
+    revoke = _revoke(founder, member.agent_id)
     assert membership.apply(revoke) is None
     assert membership.apply(admit) is None and membership.status(member.agent_id) == "revoked"  # replayed: no effect
 
@@ -245,14 +241,7 @@ def test_revoking_a_member_revokes_its_sessions_and_their_zones() -> None:
         trace=TraceContext.new_root(),
     )
     assert zones.apply(zone) is None and zones.allows(session.agent_id, "fin")
-    revoke = make(
-        founder,
-        GROUP,
-        CONTROL_REVOKE,
-        {"agentid": member.agent_id, "reason": "r"},
-        correlationid="c",
-        trace=TraceContext.new_root(),
-    )
+    revoke = _revoke(founder, member.agent_id)
     assert membership.apply(revoke) is None
     assert membership.status(session.agent_id) == "revoked" and not zones.allows(session.agent_id, "fin")
 
