@@ -73,7 +73,9 @@ async def test_the_dashboard_follows_a_peer_working_on_this_agents_task(
         await wait_until(lambda: cell(pane.members, member("bob"), M.ELAPSED) != first, timeout=3, message="no tick")
 
         await wait_until(lambda: pane.tasks.rowCount() == 1, timeout=10)
-        assert (cell(pane.tasks, 0, T.STATUS), cell(pane.tasks, 0, T.ASSIGNEE)) == ("running", "bob")
+        await wait_until(  # the request is listed first (waiting), the accepted step follows one reload later
+            lambda: (cell(pane.tasks, 0, T.STATUS), cell(pane.tasks, 0, T.ASSIGNEE)) == ("running", "bob"), timeout=10
+        )
         assert cell(pane.tasks, 0, T.REQUESTER) == "this agent" and cell(pane.tasks, 0, T.SKILL) == "reader"
         runner.proceed.set()
         await wait_until(lambda: cell(pane.members, member("bob"), M.STEP) == "2/3 · reading part 2", timeout=10)

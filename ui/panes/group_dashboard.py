@@ -30,7 +30,7 @@ from ui.bridge import Bridge
 from ui.tasks import spawn
 
 TICK_MS = 1000
-RELOAD_MS = 300  # envelopes of one task come in bursts: one reload per burst
+RELOAD_MS = 300  # envelopes of one task come in bursts: one reload per burst, at most this late
 TASK_EVENTS = ("shoal.task.request", "shoal.task.progress", "shoal.task.result")
 BUSY, IDLE = "#d97706", "#2e9d3a"
 FINAL = ("ok", "error", "expired", "refused", "cancelled", "unanswered")
@@ -77,6 +77,7 @@ class GroupDashboard(QWidget):
         self.member_rows: list[Any] = []  # MemberRow, as shown
         self.task_rows: list[Any] = []  # TaskView, as shown
         self._tasks_read_at = time.monotonic()
+        self._reads = 0  # reads of the task list started; only the latest one's answer is shown
         self.summary = QLabel()
         self.members = _table(["Member", "State", "Task", "Step", "Elapsed"], stretch=M.TASK)
         self.tasks_label = QLabel("<b>This agent's tasks</b>")
@@ -110,7 +111,7 @@ class GroupDashboard(QWidget):
         """Rebuilt from the cards; the task list follows too (it shows the live steps cards carry)."""
         self.member_rows = self.bridge.group.dashboard_members()
         if self._tick.isActive():
-            self._reload.start()
+            self._schedule_reload()
         busy = sum(row.status == "busy" for row in self.member_rows)
         if self.bridge.group.group_state().state == "off":
             self.summary.setText("Group mode is off: only this agent's past group tasks are listed.")
@@ -134,9 +135,11 @@ class GroupDashboard(QWidget):
     # --- this agent's tasks --------------------------------------------------------------------
 
     async def refresh_tasks(self) -> None:
+        self._reads += 1
+        read = self._reads
         rows = await self.bridge.group.dashboard_tasks()
-        if not isValid(self):
-            return  # the window closed while the database answered
+        if not isValid(self) or read != self._reads:
+            return  # the window closed while the database answered, or a later read overtook this one
         self.task_rows = rows
         self._tasks_read_at = time.monotonic()
         self.tasks.setRowCount(len(self.task_rows))
@@ -152,6 +155,12 @@ class GroupDashboard(QWidget):
 
     def _on_event(self, event: Any) -> None:
         if event.kind in ("group.sent", "group.received") and event.name in TASK_EVENTS:
+            self._schedule_reload()
+
+    def _schedule_reload(self) -> None:
+        """One reload at most RELOAD_MS after the first change of a burst; a timer restarted on every change
+        would never fire while cards and envelopes keep coming (a busy group), leaving the list stale."""
+        if not self._reload.isActive():
             self._reload.start()
 
     # --- the clock -----------------------------------------------------------------------------
