@@ -31,7 +31,7 @@ def claims() -> None:
 def list_claims(obj: Context, as_json: bool, wait: float) -> None:
     """Live claims: work key, holder, state (claimed: working; done: finished, kept off) and when each expires."""
     from app.cli_group import _ephemeral_core
-    from core.group.claimbook import parse_time
+    from core.timeline.ids import parse_iso
 
     async def main() -> None:
         core = await _ephemeral_core(obj, wait, admit=False)  # it only reads
@@ -49,7 +49,7 @@ def list_claims(obj: Context, as_json: bool, wait: float) -> None:
         now = datetime.now(UTC)
         table = Table("work key", "holder", "state", "claimed", "expires in", box=None)
         for claim, name in live:
-            expires = parse_time(claim.expiresat)
+            expires = parse_iso(claim.expiresat)
             left = f"{max(0, int((expires - now).total_seconds()))} s" if expires else "?"
             table.add_row(render.short(claim.workkey, 60), name, claim.state, claim.claimedat[11:19], left)
         out.print(table)

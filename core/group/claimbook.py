@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core.timeline.ids import parse_iso
+
 STATES = ("claimed", "released", "done")
 MAX_TTL_MS = 7 * 24 * 3_600_000  # a protocol constant (every member must cap alike): a week
 MAX_SKEW = timedelta(seconds=60)  # a protocol constant: envelope time vs Kafka timestamp, and clocks vs peers'
@@ -88,7 +90,7 @@ def parse_record(
         return None
     if state != "released" and (not isinstance(ttlms, int) or isinstance(ttlms, bool) or ttlms < 1):
         return None
-    at = parse_time(sent)
+    at = parse_iso(sent)
     if at is None or not in_time(at, kafka_ms):
         return None
     ttl = min(ttlms, MAX_TTL_MS) if isinstance(ttlms, int) and not isinstance(ttlms, bool) else 0
@@ -102,16 +104,6 @@ def in_time(at: datetime, kafka_ms: int | None) -> bool:
     if kafka_ms is None or kafka_ms <= 0:
         return True
     return abs(at.timestamp() * 1000 - kafka_ms) <= MAX_SKEW.total_seconds() * 1000
-
-
-def parse_time(text: Any) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def later(when: datetime, ms: int) -> datetime:

@@ -29,8 +29,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError, NetworkError, UserError
-from core.group.claimbook import MAX_KEY_CHARS, MAX_SKEW, MAX_TTL_MS, Claim, ClaimBook, iso, parse_record, parse_time
-from core.timeline.ids import TraceContext, new_id
+from core.group.claimbook import MAX_KEY_CHARS, MAX_SKEW, MAX_TTL_MS, Claim, ClaimBook, iso, parse_record
+from core.timeline.ids import TraceContext, new_id, parse_iso
 from core.timeline.store import Event
 
 if TYPE_CHECKING:
@@ -262,7 +262,7 @@ def clock_offset(
     wall = time.time() if wall is None else wall
     offsets = []
     for member in members:
-        sent = parse_time(member.last_announce)
+        sent = parse_iso(member.last_announce)
         if member.agentid == own_id or sent is None or not member.last_seen:
             continue
         offsets.append(sent.timestamp() - (wall - (mono - member.last_seen)))

@@ -393,11 +393,3 @@ def _int(value: Any) -> int | None:
 
 def _iso(when: datetime) -> str:
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_deadline(text: Any) -> datetime | None:
-    try:
-        value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

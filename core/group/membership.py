@@ -23,6 +23,7 @@ from typing import Any
 from core.group.envelope import Envelope, EnvelopeRejected
 from core.group.identity import PublicKey
 from core.group.invite import Invite
+from core.timeline.ids import parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -319,11 +320,8 @@ def _refused(reason: str, detail: str, envelope: Envelope) -> EnvelopeRejected:
 
 
 def parse_time(text: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    """`text` as a time, the beginning of the calendar when unreadable (so it is never the newer one)."""
+    return parse_iso(text) or datetime.min.replace(tzinfo=UTC)
 
 
 def _short_lived(sent: str, expires: str) -> bool:

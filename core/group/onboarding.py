@@ -42,7 +42,7 @@ from core.group.membership import (
 )
 from core.group.onboarding_admin import AdminActions
 from core.group.publisher import _writer
-from core.timeline.ids import TraceContext, iso_utc, new_id
+from core.timeline.ids import TraceContext, iso_utc, new_id, seconds_since
 from core.timeline.store import Event
 
 if TYPE_CHECKING:
@@ -226,7 +226,7 @@ class Onboarding(AdminActions):
         if not membership.enforced or envelope.agentid == self.node.agent_id or not self._answers(envelope.agentid):
             return
         data = envelope.data
-        if _age(envelope.time) > JOIN_FRESH_SECONDS:
+        if (seconds_since(envelope.time) or float("inf")) > JOIN_FRESH_SECONDS:
             await self._refuse(envelope, "join-replayed", "a join request older than two minutes", deny=False)
             return
         why = self._admissible(envelope.agentid, str(data.get("name", "")))
@@ -411,13 +411,3 @@ class Onboarding(AdminActions):
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-
-
-def _age(sent: str) -> float:
-    try:
-        when = datetime.fromisoformat(sent.replace("Z", "+00:00"))
-    except ValueError:
-        return float("inf")
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return (datetime.now(UTC) - when).total_seconds()

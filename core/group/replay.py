@@ -29,6 +29,7 @@ from core.group.envelope import ROSTER_ANNOUNCE, Envelope, EnvelopeRejected, par
 from core.group.replay_query import ReplayQuery, topic_name
 from core.group.topics import topic as topic_of
 from core.settings import GroupSettings
+from core.timeline.ids import parse_iso
 
 VERIFIED, UNKNOWN_SENDER, BAD_SIGNATURE, WRONG_GROUP = "verified", "unknown-sender", "bad-signature", "wrong-group"
 SUMMARY_CHARS = 90
@@ -70,11 +71,7 @@ class ReplayEntry:
         """When it was sent: the record's timestamp, else the envelope's `time`."""
         if self.timestamp >= 0:
             return datetime.fromtimestamp(self.timestamp / 1000, UTC)
-        try:
-            when = datetime.fromisoformat(self.attr("time"))
-        except ValueError:
-            return None
-        return when if when.tzinfo else when.replace(tzinfo=UTC)
+        return parse_iso(self.attr("time"))
 
     def summary(self) -> str:
         return _shorten(summarize(self.type, self.envelope, self.data) if self.envelope.get("type") else self.raw)

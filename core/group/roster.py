@@ -12,11 +12,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from core.group.envelope import ROSTER_ANNOUNCE, ROSTER_LEAVE, Envelope
 from core.group.identity import PublicKey
+from core.timeline.ids import seconds_since
 
 log = logging.getLogger(__name__)
 MISSED_HEARTBEATS = 3
@@ -154,7 +154,7 @@ class Roster:
         pinned = self.pinned_name(envelope.agentid) if self.pinned_name is not None else None
         if pinned:  # a closed group knows each member by the name it was admitted with, not what its card says
             member.name = pinned
-        member.last_seen = time.monotonic() - (_age(envelope.time) if replayed else 0.0)
+        member.last_seen = time.monotonic() - (max(0.0, seconds_since(envelope.time) or 0.0) if replayed else 0.0)
         member.last_announce = envelope.time
         self._key_known(envelope.agentid, key)
         self._emit(change, member)
@@ -282,14 +282,3 @@ def card_tasks(value: Any) -> list[dict[str, Any]]:
                 task[name] = number
         out.append(task)
     return out
-
-
-def _age(sent: str) -> float:
-    """Seconds since an envelope's `time` (0 for one from the future or with an unreadable time)."""
-    try:
-        when = datetime.fromisoformat(sent.replace("Z", "+00:00"))
-    except ValueError:
-        return 0.0
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (datetime.now(UTC) - when).total_seconds())

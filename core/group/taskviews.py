@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import UserError
 from core.group.envelope import TASK_PROGRESS, TASK_REQUEST, TASK_RESULT
+from core.timeline.ids import parse_iso
 
 if TYPE_CHECKING:
     from core.group.roster import Member
@@ -254,17 +255,9 @@ def member_rows(members: Iterable[Member], own_id: str = "") -> list[MemberRow]:
 def _elapsed(row: dict[str, Any], status: str, elapsed_ms: int | None) -> float | None:
     if status in FINAL and elapsed_ms is not None:
         return elapsed_ms / 1000
-    start = _time(row.get("created_at"))
-    end = _time(row.get("updated_at")) if status in FINAL else datetime.now(UTC)
+    start = parse_iso(row.get("created_at"))
+    end = parse_iso(row.get("updated_at")) if status in FINAL else datetime.now(UTC)
     return max(0.0, (end - start).total_seconds()) if start and end else None
-
-
-def _time(text: Any) -> datetime | None:
-    try:
-        when = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _who(agent: Any) -> str:

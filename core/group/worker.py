@@ -20,13 +20,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import classify
-from core.group.dispatch import parse_deadline, task_row
+from core.group.dispatch import task_row
 from core.group.envelope import TASK_PROGRESS, TASK_REQUEST, TASK_RESULT, Envelope
 from core.group.intake import Incoming
 from core.group.node import GroupNode
 from core.group.publisher import Also, Outgoing
 from core.group.taskboard import StepReporter
-from core.timeline.ids import TraceContext, now_iso
+from core.timeline.ids import TraceContext, now_iso, parse_iso
 from core.timeline.store import Event
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class Worker:
             await self._send_result(envelope, received.trace, taskid, failure, opening)
             await self._tell_finished(envelope, received.trace, failure)
             return
-        deadline = parse_deadline(data.get("deadline"))
+        deadline = parse_iso(data.get("deadline"))
         assert deadline is not None  # checked by _refusal
         call = SkillCall(
             taskid,
@@ -205,7 +205,7 @@ class Worker:
         await self.node.commit(held + outgoing, _both(row, also))
 
     def _refusal(self, envelope: Envelope, data: dict[str, Any]) -> tuple[str, str] | None:
-        deadline = parse_deadline(data.get("deadline"))
+        deadline = parse_iso(data.get("deadline"))
         if deadline is None:
             return "refused", "the request has no valid deadline"
         if deadline <= datetime.now(UTC):

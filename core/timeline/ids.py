@@ -25,6 +25,24 @@ def iso_utc(when: datetime) -> str:
     return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def parse_iso(text: object) -> datetime | None:
+    """An RFC 3339 time as an aware datetime (one without a zone is taken as UTC); None for anything else.
+    Times come from peers' envelopes and old rows, so an unreadable one is an answer, not an exception."""
+    if not isinstance(text, str):
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def seconds_since(text: object) -> float | None:
+    """How long ago RFC 3339 time `text` was (negative for one in the future); None when unreadable."""
+    when = parse_iso(text)
+    return None if when is None else (datetime.now(UTC) - when).total_seconds()
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 

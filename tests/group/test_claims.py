@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 from core.errors import ConfigError, NetworkError
-from core.group.claimbook import MAX_SKEW, NEVER, ClaimBook, Record, fold, iso, parse_record, parse_time
+from core.group.claimbook import MAX_SKEW, NEVER, ClaimBook, Record, fold, iso, parse_record
 from core.group.claims import CLAIM, Claims, clock_offset
 from core.group.envelope import canonical
 from core.service import AgentCore
+from core.timeline.ids import parse_iso
 from tests.fixtures.cores import scripted_core
 from tests.fixtures.kafka_broker import TansuBroker
 from tests.fixtures.schedule import FakeClock, attach_scheduler, wait_runs
@@ -96,7 +97,7 @@ async def test_expiry_release_done_and_claims_list(kafka_broker: TansuBroker, tm
         short = await ada.try_claim("digest:short", 1.0)
         assert short is not None and short.state == "claimed"
         assert await bo.try_claim("digest:short", 30) is None, "a live claim is respected"
-        expiry = parse_time(short.expiresat)
+        expiry = parse_iso(short.expiresat)
         assert expiry is not None
         await eventually(lambda: datetime.now(UTC) > expiry + timedelta(milliseconds=50), timeout=5)
         taken = await bo.try_claim("digest:short", 30)
@@ -113,7 +114,7 @@ async def test_expiry_release_done_and_claims_list(kafka_broker: TansuBroker, tm
         assert finished is not None
         await ada.done(finished, keep=600)
         await eventually(lambda: (h := bo.holder("digest:done")) is not None and h.state == "done")
-        await eventually(lambda: datetime.now(UTC) > parse_time(finished.expiresat), timeout=5)  # type: ignore[operator]
+        await eventually(lambda: datetime.now(UTC) > parse_iso(finished.expiresat), timeout=5)  # type: ignore[operator]
         assert await bo.try_claim("digest:done", 30) is None, "done keeps peers off past the claim's own ttl"
 
         env = member_env(kafka_broker, cores["ada"].settings.group.name, "cli", tmp_path / "cli")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from core.errors import StorageError, UserError
 from core.providers.base import ChatMessage
 from core.timeline.db import Database
-from core.timeline.ids import TraceContext
+from core.timeline.ids import TraceContext, iso_utc, parse_iso, seconds_since
 from core.timeline.migrations import MIGRATIONS, applied, migrate
 from core.timeline.sessions import SessionStore
 from core.timeline.store import Timeline
@@ -23,6 +24,17 @@ async def db(tmp_path: Path):  # type: ignore[no-untyped-def]
     await database.start()
     yield database
     await database.stop()
+
+
+def test_times_from_peers_are_read_leniently() -> None:
+    when = datetime(2026, 11, 21, 9, 30, 0, 123456, tzinfo=UTC)
+    assert parse_iso(iso_utc(when)) == when and parse_iso("2026-11-21T10:30:00.123456+01:00") == when
+    assert parse_iso("2026-11-21T09:30:00") == datetime(2026, 11, 21, 9, 30, tzinfo=UTC), "no zone is UTC"
+    assert [parse_iso(bad) for bad in ("", "yesterday", None, 17)] == [None, None, None, None]
+    ago = seconds_since(iso_utc(datetime.now(UTC) - timedelta(seconds=30)))
+    assert ago is not None and 29 < ago < 60
+    future = seconds_since(iso_utc(datetime.now(UTC) + timedelta(hours=1)))
+    assert future is not None and future < -3500 and seconds_since("not a time") is None
 
 
 def test_migrations_from_blank_database(tmp_path: Path) -> None:
