@@ -127,7 +127,8 @@ class ScheduleBridge(QObject):
     # --- state -------------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """enabled (the setting), running (the runner), paused, and the other schedule settings."""
+        """enabled (the setting), running (the runner), paused, the other schedule settings, and group: the group
+        this agent is in (empty when group mode is off), for the claim key field."""
         scheduler = self.core.schedule
         settings = self.core.settings.schedule
         return {
@@ -138,6 +139,7 @@ class ScheduleBridge(QObject):
             "notify": settings.notify,
             "catch_up": settings.catch_up,
             "catch_up_window_hours": settings.catch_up_window_hours,
+            "group": self.core.settings.group.name if self.core.settings.group.enabled else "",
         }
 
     def set_paused(self, paused: bool) -> None:

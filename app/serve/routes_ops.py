@@ -162,6 +162,7 @@ async def schedule_add(state: State, body: s.JobIn) -> s.JobOut:
         name=body.name,
         catch_up=body.catch_up,
         notify=body.notify,
+        group_claim=body.group_claim,
     )
     return _job_out(job)
 

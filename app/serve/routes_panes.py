@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.serve.errors import NotFound, documented
 from app.serve.routes_agent import State
 from app.serve.routes_ops import Ident, _job, _schedule
+from app.serve.schemas import CLAIM_DOC
 from app.serve.state import ServeState
 from core.errors import ConfigError, UserError
 
@@ -36,6 +37,7 @@ class JobPatch(BaseModel):
     at: str | None = Field(None, max_length=50, description="one-off time, the server's local time, ISO 8601")
     catch_up: Literal["once", "skip"] | None = None
     notify: bool | None = None
+    group_claim: str | None = Field(None, max_length=200, description=f"{CLAIM_DOC}; an empty string removes it")
 
 
 # --- memory ----------------------------------------------------------------------------------------------

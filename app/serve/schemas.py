@@ -180,6 +180,9 @@ class MemoryHit(BaseModel):
     similarity: float | None
 
 
+CLAIM_DOC = "group work key: each scheduled time runs once across the group (docs/coordination.md); empty: none"
+
+
 class JobIn(_Body):
     """A scheduled prompt: exactly one of cron, every, at."""
 
@@ -190,6 +193,7 @@ class JobIn(_Body):
     at: str | None = Field(None, max_length=50, description="one-off local time, ISO 8601")
     catch_up: Literal["once", "skip"] | None = None
     notify: bool = True
+    group_claim: str | None = Field(None, max_length=200, description=CLAIM_DOC)
 
 
 class RunOut(BaseModel):
@@ -231,6 +235,7 @@ class JobOut(BaseModel):
     next_run: str | None
     last_run: str | None
     last_status: str | None
+    group_claim: str | None = Field(None, description=CLAIM_DOC)
 
 
 class JobDetail(JobOut):

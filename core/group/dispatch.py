@@ -26,6 +26,7 @@ from core.timeline.ids import TraceContext, new_id, now_iso
 from core.timeline.store import Event
 
 RESULT_GRACE = 2.0  # seconds past the deadline a result may still be on its way
+FORGET_AFTER = 300.0  # seconds a finished task's handle is kept for its late progress and repeated results
 
 
 @dataclass(frozen=True)
@@ -246,12 +247,17 @@ class Dispatcher:
             )
 
     async def _expire(self, handle: TaskHandle, seconds: float) -> None:
+        """Ends the task as unanswered at its deadline; either way forgets it `FORGET_AFTER` seconds after it
+        ended (a long-running agent would otherwise keep every task it ever sent)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(handle.result()), seconds)
-            return
-        result = TaskResult(handle.taskid, "unanswered", error={"code": "deadline", "message": self._why(handle)})
-        if handle.finish(result):
-            await self._store_result(handle.taskid, result)
+        if not handle.done:
+            result = TaskResult(handle.taskid, "unanswered", error={"code": "deadline", "message": self._why(handle)})
+            if handle.finish(result):
+                await self._store_result(handle.taskid, result)
+        await asyncio.sleep(FORGET_AFTER)  # meanwhile late progress still says who accepted it
+        self.handles.pop(handle.taskid, None)
+        self.node.session_for_task.pop(handle.taskid, None)
 
     def _why(self, handle: TaskHandle) -> str:
         if handle.accepted_by:

@@ -71,6 +71,7 @@ async def test_a_kafka_python_peer_answers_a_task_shoal_dispatches(kafka_broker:
             result = await handle.result()
             assert result.status == "ok", (result, (tmp_path / "peer.log").read_text()[-2000:])
             assert result.output == "TIDES TURN"
+            await eventually(lambda: handle.accepted_by is not None, timeout=5)  # progress may follow the result
             assert handle.accepted_by and handle.accepted_by["name"] == "py-peer"
     finally:
         peer.terminate()

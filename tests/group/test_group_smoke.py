@@ -5,12 +5,18 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import pytest
+
+from core.group import dispatch
 from tests.fixtures.cores import scripted_core
 from tests.fixtures.kafka_broker import TansuBroker
 from tests.group.helpers import eventually, group_overrides
 
 
-async def test_two_agents_roster_and_echo_task(kafka_broker: TansuBroker, tmp_path: Path) -> None:
+async def test_two_agents_roster_and_echo_task(
+    kafka_broker: TansuBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dispatch, "FORGET_AFTER", 1.0)
     group = f"g{uuid.uuid4().hex[:8]}"
     a_over = group_overrides(kafka_broker, group, "alice", tmp_path / "a", skills=[{"name": "echo", "handler": "echo"}])
     b_over = group_overrides(kafka_broker, group, "bob", tmp_path / "b")
@@ -23,4 +29,7 @@ async def test_two_agents_roster_and_echo_task(kafka_broker: TansuBroker, tmp_pa
         result = updates[-1]
         assert result.status == "ok" and result.output == "ping 1"
         assert result.agent["agentid"] == a.group.node.agent_id
+        # the accepted notice travels on the progress topic: it may be read just after the result
+        await eventually(lambda: handle.accepted_by is not None, timeout=5)
         assert handle.accepted_by and handle.accepted_by["agentid"] == a.group.node.agent_id
+        await eventually(lambda: handle.taskid not in b.group.dispatcher.handles, timeout=10)  # then let go

@@ -73,7 +73,12 @@ async def test_a_slow_agent_raises_the_lag_warning_and_recovers(kafka_broker: Ta
         assert (warned.topic, warned.partition, warned.reader) == (memory, 0, "inbox")
         assert warned.group == f"shoal.{group}.agent.{node.agent_id}"
         assert warned.messages > 0 and warned.seconds is not None and warned.seconds > 0
-        [event] = [e for e in await node.timeline.events(kind="group.lag") if e.name == f"{memory}[0]"]
+        for _ in range(100):  # the warning is written just after the monitor raised it
+            found = [e for e in await node.timeline.events(kind="group.lag") if e.name == f"{memory}[0]"]
+            if found:
+                break
+            await asyncio.sleep(0.05)
+        [event] = found
         assert event.status == "warning"
         assert event.payload["topic"] == memory and event.payload["partition"] == 0
         assert event.payload["messages"] > 200 or event.payload["seconds"] > 3.0

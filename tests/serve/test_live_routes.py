@@ -127,6 +127,12 @@ async def test_the_memory_extras_say_how_to_turn_memory_on_and_a_job_is_edited_i
         assert changed.status_code == 200
         body = changed.json()
         assert (body["prompt"], body["kind"], body["expr"]) == ("Summarise my notes", "cron", "0 8 * * *")
+        claimed = await client.patch(f"/api/schedule/{job['id']}", json={"group_claim": " notes "})
+        assert claimed.json()["group_claim"] == "notes" and claimed.json()["prompt"] == "Summarise my notes"
+        unclaimed = await client.patch(f"/api/schedule/{job['id']}", json={"group_claim": ""})
+        assert unclaimed.json()["group_claim"] is None, "an empty key removes the claim"
+        too_long = await client.patch(f"/api/schedule/{job['id']}", json={"group_claim": "k" * 201})
+        assert too_long.status_code == 422
         both = await client.patch(f"/api/schedule/{job['id']}", json={"cron": "0 8 * * *", "every": "1h"})
         assert both.status_code == 400 and "at most one" in both.json()["message"]
         bad = await client.patch(f"/api/schedule/{job['id']}", json={"cron": "61 * * * *"})

@@ -208,10 +208,11 @@ async def test_scheduled_jobs_are_listed_added_edited_and_run_on_the_server() ->
         finished: list[tuple[Any, Any]] = []
         core.schedule.on_change(lambda: changes.append(1))
         core.schedule.on_run_finished(lambda run, job: finished.append((run, job)))
-        job = await core.schedule.add_job("Summarise my notes", every="2h", name="notes")
-        assert [j.id for j in await server.core.schedule.list_jobs()] == [job.id]
-        edited = await core.schedule.update_job(job.id, prompt="Summarise notes", cron="0 8 * * 1-5")
-        assert (edited.prompt, edited.kind) == ("Summarise notes", "cron")
+        job = await core.schedule.add_job("Summarise my notes", every="2h", name="notes", group_claim="notes")
+        assert [(j.id, j.group_claim) for j in await server.core.schedule.list_jobs()] == [(job.id, "notes")]
+        assert job.group_claim == "notes", "the desktop's job dialog shows the key it saved"
+        edited = await core.schedule.update_job(job.id, prompt="Summarise notes", cron="0 8 * * 1-5", group_claim="")
+        assert (edited.prompt, edited.kind, edited.group_claim) == ("Summarise notes", "cron", None)
         assert len(core.schedule.preview(cron="0 8 * * 1-5")) == 3
         run = await core.schedule.run_now(job.id)
         assert run.status == "ok"

@@ -8,11 +8,12 @@ from tests.serve.conftest import served
 async def test_a_job_is_scheduled_run_and_removed_over_http() -> None:
     async with served(["Three unread notes: …"]) as server, server.client() as client:
         added = await client.post(
-            "/api/schedule", json={"prompt": "Summarise my unread notes", "cron": "0 8 * * 1-5", "name": "morning"}
-        )
+            "/api/schedule", json={"prompt": "Summarise my unread notes", "cron": "0 8 * * 1-5", "name": "morning",
+                                 "group_claim": "morning notes"}
+        )  # fmt: skip
         assert added.status_code == 201, added.text
         job = added.json()
-        assert job["kind"] == "cron" and job["enabled"] and job["next_run"]
+        assert job["kind"] == "cron" and job["enabled"] and job["next_run"] and job["group_claim"] == "morning notes"
         assert "8:00" in job["schedule"] or "08:00" in job["schedule"]
         assert [j["id"] for j in (await client.get("/api/schedule")).json()] == [job["id"]]
         run = await client.post(f"/api/schedule/{job['short_id']}/run")

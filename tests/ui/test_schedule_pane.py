@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox
 
 from app.desktop import DesktopApp
 from core.history import History
@@ -62,6 +62,9 @@ async def test_add_run_notify_open_disable_edit_and_delete_from_the_pane(monkeyp
         assert "every 30 minutes" in dialog.preview.text()
         dialog.kind.setCurrentIndex(0)
         dialog.name.setText("Morning notes")
+        hints = [label.text() for label in dialog.claim_box.findChildren(QLabel)]
+        assert dialog.claim.text() == "" and any("Group mode is off: it runs here." in hint for hint in hints)
+        dialog.claim.setText("  morning   notes ")
         assert dialog.save_button.isEnabled()
         dialog.grab().save(str(SCREENSHOTS / "schedule_dialog.png"))
         dialog.save_button.click()
@@ -69,10 +72,12 @@ async def test_add_run_notify_open_disable_edit_and_delete_from_the_pane(monkeyp
         [job] = pane.jobs.jobs()
         assert (job.name, job.prompt, job.expr, job.notify) == ("Morning notes", "Summarise my unread notes",
                                                                  "0 8 * * 1-5", True)  # fmt: skip
+        assert job.group_claim == "morning notes", "the key, trimmed, as the CLI's --claim keeps it"
         item = pane.jobs.topLevelItem(0)
         assert item.data(Col.NAME, DETAIL_ROLE) == "every weekday at 08:00", "the schedule in words, under the name"
         assert item.text(Col.NEXT) == fmt.next_run_text(job).split(" (")[0] and item.data(Col.NEXT, DETAIL_ROLE)
         assert item.text(Col.LAST) == "never run" and item.checkState(Col.NAME) == Qt.CheckState.Checked
+        assert "Group claim morning notes" in item.toolTip(Col.NEXT)
         assert pane.empty_label.isHidden() and "Saved “Morning notes”" in pane.error.plain
 
         pane.jobs.select_job(job.id)
@@ -108,11 +113,14 @@ async def test_add_run_notify_open_disable_edit_and_delete_from_the_pane(monkeyp
         editor.every_count.setValue(2)
         editor.every_unit.setCurrentIndex(editor.every_unit.findData("h"))
         editor.catch_up.setCurrentIndex(editor.catch_up.findData("skip"))
+        assert editor.claim.text() == "morning notes"
+        editor.claim.clear()
         editor.save_button.click()
         await wait_until(lambda: pane.jobs.topLevelItem(0).data(Col.NAME, DETAIL_ROLE) == "every 2 hours")
         edited = pane.jobs.jobs()[0]
         assert (edited.kind, edited.expr, edited.catch_up, edited.session_id) == ("interval", "2h", "skip",
                                                                                  job.session_id)  # fmt: skip
+        assert edited.group_claim is None, "an emptied key removes the claim"
 
         pane.jobs.select_job(job.id)
         box = pane.confirm_delete()

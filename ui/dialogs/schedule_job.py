@@ -1,5 +1,5 @@
 """Add or edit a scheduled job: the prompt, when it runs (a common schedule, cron, an interval or once), what
-to do about missed runs, and whether to notify.
+to do about missed runs, whether to notify, and a group claim key (each time runs once across the group).
 
 What a person types is checked as they type, by the same parser the core uses: the schedule is put into words
 with its next three times ("Next runs: tomorrow 08:00, Wed 3 Jun 08:00, …"), and a mistake is explained right
@@ -39,6 +39,10 @@ from ui.widgets.inline_message import InlineMessage
 
 KINDS = (("On a schedule (cron)", "cron"), ("Every…", "interval"), ("Once, at…", "once"))
 UNITS = (("minutes", "m", 60), ("hours", "h", 3600), ("days", "d", 86400))
+CLAIM_HINT = (
+    "Machines in the group whose job has the same key run each of its times once between them: the first to "
+    "claim the time runs it, the others record it as skipped."
+)
 CRON_HINT = "minute hour day-of-month month day-of-week, in local time: 0 8 * * 1-5 is weekdays at 08:00"
 
 
@@ -108,6 +112,13 @@ class JobDialog(QDialog):
         self.notify.setChecked(True)
         notify_hint = "" if self.schedule.state()["notify"] else "Notifications are off in Settings (schedule.notify)."
         field_row(form, "", self.notify, notify_hint)
+        self.claim = QLineEdit()
+        self.claim.setMaxLength(200)
+        self.claim.setPlaceholderText("None: this machine runs every time")
+        group = self.schedule.state().get("group", "")
+        where = f" This agent is in group {group}." if group else " Group mode is off: it runs here."
+        claim_hint = CLAIM_HINT + where
+        self.claim_box, _error = field_row(form, "Group claim", self.claim, claim_hint)
 
         self.error = InlineMessage()
         self.buttons = QDialogButtonBox()
@@ -193,6 +204,7 @@ class JobDialog(QDialog):
             self.at.setDateTime(QDateTime.fromString(local.strftime("%Y-%m-%d %H:%M"), "yyyy-MM-dd HH:mm"))
         self.catch_up.setCurrentIndex(max(0, self.catch_up.findData(job.catch_up)))
         self.notify.setChecked(job.notify)
+        self.claim.setText(job.group_claim or "")
 
     # --- reacting ----------------------------------------------------------------------------------
 
@@ -255,6 +267,7 @@ class JobDialog(QDialog):
             "name": self.name.text().strip(),
             "catch_up": self.catch_up.currentData(),
             "notify": self.notify.isChecked(),
+            "group_claim": self.claim.text().strip(),  # empty: none (also clears one when editing)
         }
         if self._schedule_changed():
             fields.update(self.schedule_args())

@@ -154,6 +154,8 @@ class JobList(QTreeWidget):
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
         item.setCheckState(Col.NAME, Qt.CheckState.Checked if job.enabled else Qt.CheckState.Unchecked)
         tip = f"{job.prompt}\n\n{job.describe()} · {job.kind} {job.expr}"
+        if job.group_claim:
+            tip += f"\nGroup claim {job.group_claim}: each time runs once across the group"
         for col in Col:
             item.setToolTip(col, tip)
         item.setToolTip(Col.NAME, f"{'On' if job.enabled else 'Off'} (tick to switch). {tip}")
