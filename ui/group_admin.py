@@ -223,9 +223,35 @@ class GroupAdmin:
             raise UserError(problem, "Pick another name.")
         if not members:
             raise UserError("A private zone needs at least one member.", "Tick the members who may see it.")
+        await self._publish_zone(name, members, description, wait)
+
+    async def change_zone(self, name: str, members: list[str], description: str = "", wait: float = 15.0) -> None:
+        """A private zone's new member list and description (the list replaces the old one)."""
+        node = self._node()
+        if node.zones is None or not node.zones.is_private(name):
+            raise UserError(f"There is no private zone called {name}.", "It may have been deleted meanwhile.")
+        if not members:
+            raise UserError("A private zone needs at least one member.", "To end the zone, delete it.")
+        await self._publish_zone(name, members, description, wait)
+
+    async def remove_zone(self, name: str, wait: float = 15.0) -> None:
+        """Ends a private zone: nothing more can be sealed for it (what was stays sealed for its members)."""
+        node = self._node()
+        if node.zones is None or not node.zones.is_private(name):
+            raise UserError(f"There is no private zone called {name}.", "It may have been deleted meanwhile.")
+        await node.onboarding.define_zone(name, [], "")
+        await _until(lambda: node.zones.get(name) is None, wait)
+        self.group.rosterChanged.emit()
+
+    async def _publish_zone(self, name: str, members: list[str], description: str, wait: float) -> None:
         node, wanted = self._node(), list(dict.fromkeys(members))
         await node.onboarding.define_zone(name, wanted, description)
-        await _until(lambda: list(getattr(node.zones.get(name), "members", ())) == wanted, wait)
+
+        def applied() -> bool:
+            zone = node.zones.get(name)
+            return zone is not None and (list(zone.members), zone.description) == (wanted, description[:300])
+
+        await _until(applied, wait)
         self.group.rosterChanged.emit()
 
 

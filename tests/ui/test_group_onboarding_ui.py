@@ -29,7 +29,7 @@ from tests.group.test_onboarding import founded, member
 from tests.ui.conftest import wait_until
 from ui.bridge import Bridge
 from ui.dialogs.group_invite import GroupInviteDialog
-from ui.dialogs.new_zone import NewZoneDialog
+from ui.dialogs.zone_editor import ZoneDialog
 from ui.main_window import MainWindow
 from ui.widgets.roster_table import Col
 
@@ -133,14 +133,54 @@ async def define_zone(window: MainWindow, zone: str, agentid: str) -> None:
     pane = window.roster
     assert pane.zones_list.new_button.isVisible()
     pane.zones_list.new_button.click()
-    [dialog] = [d for d in pane.dialogs() if isinstance(d, NewZoneDialog)]
+    [dialog] = [d for d in pane.dialogs() if isinstance(d, ZoneDialog)]
+    assert dialog.windowTitle() == "New private zone" and dialog.delete_button.isHidden()
     dialog.name.setText("Not A Name")
-    dialog.create_button.click()
+    dialog.save_button.click()
     assert "lowercase" in dialog.name_error.plain and "Tick at least one" in dialog.members_error.plain
     dialog.name.setText(zone)
     dialog.check(agentid)
-    dialog.create_button.click()
+    dialog.save_button.click()
     await wait_until(lambda: not dialog.isVisible(), timeout=20, message=dialog.status.plain)
+
+
+def open_zone_editor(window: MainWindow, zone: str) -> ZoneDialog:
+    """Select the zone's row and press Edit… (a built-in zone has nothing to edit)."""
+    zones = window.roster.zones_list
+    zones.table.selectRow(zones.zone_names().index("public"))
+    assert not zones.edit_button.isEnabled(), "public has no member list"
+    zones.table.selectRow(zones.zone_names().index(zone))
+    assert zones.edit_button.isVisible() and zones.edit_button.isEnabled()
+    zones.edit_button.click()
+    [dialog] = [d for d in window.roster.dialogs() if isinstance(d, ZoneDialog) and d.isVisible()]
+    return dialog
+
+
+async def edit_and_delete_zone(window: MainWindow, zone: str, founder: str, member: str) -> None:
+    """Add the founder and a description, then take the member off by unticking all (refused) and delete."""
+    pane = window.roster
+    dialog = open_zone_editor(window, zone)
+    assert dialog.windowTitle() == f"Private zone {zone}" and dialog.name.isReadOnly()
+    assert dialog.chosen() == [member] and dialog.save_button.text() == "Save"
+    dialog.check(founder)
+    dialog.description.setText("quarterly numbers")
+    dialog.save_button.click()
+    await wait_until(lambda: not dialog.isVisible(), timeout=20, message=dialog.status.plain)
+    assert sorted(pane.zones_list.members_of(zone)) == ["desk", "founder"]
+    row = next(r for r in pane.view.zones if r["zone"] == zone)
+    assert row["description"] == "quarterly numbers"
+
+    dialog = open_zone_editor(window, zone)
+    assert sorted(dialog.chosen()) == sorted([founder, member]) and dialog.description.text() == "quarterly numbers"
+    dialog.check(founder, False)
+    dialog.check(member, False)
+    dialog.save_button.click()
+    assert "Delete zone" in dialog.members_error.plain and dialog.isVisible(), "an empty list is not a save"
+    box = dialog.ask_delete()
+    assert box.defaultButton() is box.button(QMessageBox.StandardButton.Cancel), "Enter never deletes"
+    box.button(QMessageBox.StandardButton.Yes).click()
+    await wait_until(lambda: not dialog.isVisible(), timeout=20, message=dialog.status.plain)
+    assert zone not in pane.zones_list.zone_names()
 
 
 async def test_create_join_zone_and_remove_from_the_desktop(kafka_broker: TansuBroker, tmp_path: Path) -> None:
@@ -181,6 +221,9 @@ async def test_create_join_zone_and_remove_from_the_desktop(kafka_broker: TansuB
             assert pane.zones_list.members_of("finance") == ["desk"]
             await wait_until(lambda: cell(window, "desk", Col.ZONES) == "shared, finance")
             await wait_until(lambda: "finance" in desk_window.roster.zones_list.zone_names(), timeout=20)
+            await edit_and_delete_zone(window, "finance", own, desk)
+            await wait_until(lambda: cell(window, "desk", Col.ZONES) == "shared")
+            await wait_until(lambda: "finance" not in desk_window.roster.zones_list.zone_names(), timeout=20)
 
             remove_from_context_menu(window, "desk")
             await wait_until(lambda: pane.membership_list.entries() == [("desk", "revoked")], timeout=20)

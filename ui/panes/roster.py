@@ -98,7 +98,8 @@ class RosterPane(QWidget):
         self.membership_list = MembershipList()
         self.membership_list.removeRequested.connect(self.ask_remove)
         self.zones_list = ZonesList()
-        self.zones_list.newZoneRequested.connect(self.open_new_zone)
+        self.zones_list.newZoneRequested.connect(self.open_zone)
+        self.zones_list.editZoneRequested.connect(self.open_zone)
         closed = QHBoxLayout()
         closed.setContentsMargins(0, 0, 0, 0)
         closed.addWidget(self.membership_list, 1, Qt.AlignmentFlag.AlignTop)
@@ -177,10 +178,12 @@ class RosterPane(QWidget):
 
         return self._keep(GroupInviteDialog(self.bridge, self, mode=mode))
 
-    def open_new_zone(self) -> QWidget:
-        from ui.dialogs.new_zone import NewZoneDialog
+    def open_zone(self, name: str = "") -> QWidget:
+        """The zone editor: a new private zone, or the one called `name` (its members and description)."""
+        from ui.dialogs.zone_editor import ZoneDialog
 
-        return self._keep(NewZoneDialog(self.bridge, self.view.members, self))
+        zone = next((row for row in self.view.zones if row.get("zone") == name), None) if name else None
+        return self._keep(ZoneDialog(self.bridge, self.view.members, zone, self))
 
     # --- removing a member (the founder) ---------------------------------------------------------
 
