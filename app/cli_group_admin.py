@@ -165,7 +165,9 @@ def revoke(obj: Context, agent: str, reason: str, wait: float) -> None:
             node = core.group.node
             target = _find_member(node.membership.rows(), agent)
             await node.onboarding.revoke(target["agentid"], reason)
-            await _until(lambda: target["agentid"] in node.membership.revoked, wait)
+            from core.group.onboarding_admin import read_back
+
+            await read_back(lambda: target["agentid"] in node.membership.revoked, wait)
         finally:
             await core.stop()
         return f"{target.get('name') or '?'} ({target['agentid'][:12]})"
@@ -215,11 +217,3 @@ def _find_member(rows: list[dict[str, Any]], agent: str) -> dict[str, Any]:
     if len(matches) != 1:
         raise UserError(f"No single member matches {agent!r}.", "See the names and ids: shoal group membership")
     return matches[0]
-
-
-async def _until(check: Any, timeout: float) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise UserError("The broker did not confirm the change in time.", "Check it: shoal kshark")
-        await asyncio.sleep(0.05)

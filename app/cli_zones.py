@@ -38,16 +38,6 @@ def _resolve(node: Any, who: str) -> str:
     return hits.pop()
 
 
-async def _until(node: Any, check: Any, wait: float) -> None:
-    import asyncio
-
-    deadline = asyncio.get_running_loop().time() + wait
-    while not check(node):
-        if asyncio.get_running_loop().time() > deadline:
-            raise UserError("The broker did not confirm the change in time.", "Check it: shoal kshark")
-        await asyncio.sleep(0.05)
-
-
 def _change_zone(obj: Context, name: str, wait: float, change: Any, description: str | None = None) -> list[str]:
     async def action(node: Any) -> list[str]:
         current = node.zones.get(name)
@@ -55,7 +45,9 @@ def _change_zone(obj: Context, name: str, wait: float, change: Any, description:
         wanted = change(node, members)
         text = description if description is not None else (current.description if current else "")
         await node.onboarding.define_zone(name, wanted, text)
-        await _until(node, lambda n: list(getattr(n.zones.get(name), "members", ())) == wanted, wait)
+        from core.group.onboarding_admin import read_back
+
+        await read_back(lambda: list(getattr(node.zones.get(name), "members", ())) == wanted, wait)
         return wanted
 
     result: list[str] = run_async(_with_group(obj, wait, action, admit=True))  # it publishes as the founder

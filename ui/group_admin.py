@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.errors import UserError
+from core.group.onboarding_admin import read_back
 from core.settings import GroupSettings
 from ui.group_form import changed_values
 
@@ -214,7 +215,7 @@ class GroupAdmin:
         """Revoke an agent, for good (the same key cannot come back); returns once it is read back."""
         node = self._node()
         await node.onboarding.revoke(agentid, reason)
-        await _until(lambda: agentid in node.membership.revoked, wait)
+        await read_back(lambda: agentid in node.membership.revoked, wait)
         self.group.rosterChanged.emit()
 
     async def define_zone(self, name: str, members: list[str], description: str = "", wait: float = 15.0) -> None:
@@ -240,7 +241,7 @@ class GroupAdmin:
         if node.zones is None or not node.zones.is_private(name):
             raise UserError(f"There is no private zone called {name}.", "It may have been deleted meanwhile.")
         await node.onboarding.define_zone(name, [], "")
-        await _until(lambda: node.zones.get(name) is None, wait)
+        await read_back(lambda: node.zones.get(name) is None, wait)
         self.group.rosterChanged.emit()
 
     async def _publish_zone(self, name: str, members: list[str], description: str, wait: float) -> None:
@@ -251,7 +252,7 @@ class GroupAdmin:
             zone = node.zones.get(name)
             return zone is not None and (list(zone.members), zone.description) == (wanted, description[:300])
 
-        await _until(applied, wait)
+        await read_back(applied, wait)
         self.group.rosterChanged.emit()
 
 
@@ -262,13 +263,3 @@ def _form(name: str, servers: Any, agent_name: str) -> dict[str, Any]:
 
 def _silent(_text: str) -> None:
     return None
-
-
-async def _until(check: Callable[[], bool], timeout: float) -> None:
-    """A control record this agent published takes effect when read back from the topic (as on every member)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise UserError("The broker did not confirm the change in time.", "Check the connection: shoal kshark")
-        await asyncio.sleep(0.05)

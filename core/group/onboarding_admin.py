@@ -7,7 +7,9 @@ command session, the machine's admitted identity, not the session's), so members
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +25,17 @@ if TYPE_CHECKING:
     from core.group.node import GroupNode
 
 SESSION_HOURS = 1
+
+
+async def read_back(applied: Callable[[], bool], timeout: float) -> None:
+    """Waits until `applied()`: a control record this agent published takes effect only when read back from the
+    topic (as on every member), so a command or dialog that changed something waits for that."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not applied():
+        if loop.time() > deadline:
+            raise NetworkError("The broker did not confirm the change in time.", "Check the connection: shoal kshark")
+        await asyncio.sleep(0.05)
 
 
 class AdminActions:
