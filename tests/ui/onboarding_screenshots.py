@@ -65,6 +65,10 @@ async def shots(folder: Path, tmp: Path) -> None:
             window.group_dock.raise_()
             pane.resize(1180, 520)
             assert pane.grab().save(str(folder / "group-membership.png"))
+            editor = pane.open_zone("finance")
+            await asyncio.sleep(0.3)
+            assert editor.grab().save(str(folder / "group-zone.png"))
+            editor.reject()
 
             async with desktop(tmp, "guesser", join_timeout=8) as (guesser, _bridge):
                 join = guesser.roster.open_invite("join")
