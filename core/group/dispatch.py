@@ -185,29 +185,34 @@ class Dispatcher:
         self.handles[taskid] = handle
         if session_id:
             node.session_for_task[taskid] = session_id
-        if skill and not recipient:
-            await node.ensure_skill_topic(skill)
-        envelope, event = await node.publish(
-            TASK_REQUEST,
-            data,
-            suffix="requests" if recipient else f"skill.{skill}.requests",
-            key=recipient or taskid,
-            correlationid=correlationid,
-            parent=parent,
-            session_id=session_id,
-            causationid=causationid,
-            recipient=recipient or None,
-            zone=zone,
-            also=task_row(
-                taskid,
-                "out",
+        try:  # registered first: a quick result may be read before publish returns
+            if skill and not recipient:
+                await node.ensure_skill_topic(skill)
+            envelope, event = await node.publish(
+                TASK_REQUEST,
                 data,
+                suffix="requests" if recipient else f"skill.{skill}.requests",
+                key=recipient or taskid,
                 correlationid=correlationid,
-                requester=node.agent_id,
-                assignee=recipient,
+                parent=parent,
                 session_id=session_id,
-            ),
-        )
+                causationid=causationid,
+                recipient=recipient or None,
+                zone=zone,
+                also=task_row(
+                    taskid,
+                    "out",
+                    data,
+                    correlationid=correlationid,
+                    requester=node.agent_id,
+                    assignee=recipient,
+                    session_id=session_id,
+                ),
+            )
+        except BaseException:  # refused, failed or cancelled before it went out: nothing to wait for
+            self.handles.pop(taskid, None)
+            node.session_for_task.pop(taskid, None)
+            raise
         handle.request_id = envelope.id
         handle.trace = event.trace if event else None
         timer = asyncio.create_task(self._expire(handle, seconds + RESULT_GRACE), name=f"shoal-task-{taskid}")

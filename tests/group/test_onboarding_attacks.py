@@ -80,6 +80,7 @@ async def test_a_replayed_zone_definition_changes_nothing(kafka_broker: TansuBro
             await attacker.send("control", old.value, key="fin")  # the wider, older definition again
         with pytest.raises(UserError, match="not defined"):  # and never plaintext into an unknown zone
             await founder.group.dispatch("secret", zone="fin", to=anode.agent_id)
+        assert founder.group.dispatcher.handles == {}, "a refused task leaves no handle behind"
         await asyncio.sleep(1.0)
         assert not fnode.zones.is_private("fin") and not anode.zones.is_private("fin")
 
