@@ -177,7 +177,7 @@ class Intake:
             ready = await self._await_sender(envelope.agentid)
             key = node.roster.key_for(envelope.agentid) or membership.key_for(envelope.agentid)
             if not ready:  # don't wait again for a while: a flood of forgeries must not stall the reader
-                self._unknown[envelope.agentid] = time.monotonic() + UNKNOWN_SENDER_QUIET
+                self._quiet(envelope.agentid)
         if not membership.allows(envelope.agentid):
             status = membership.status(envelope.agentid)
             reason = "revoked" if status == "revoked" else "not-admitted"
@@ -251,6 +251,14 @@ class Intake:
             return False
         replayed = [tp for tp in consumer.assignment() if tp not in others]
         return await _at_highwater(consumer, replayed)
+
+    def _quiet(self, agentid: str) -> None:
+        """Don't wait for `agentid`'s card for a while; entries whose quiet time is over go (one per sender that
+        never turned up would otherwise stay for good)."""
+        now = time.monotonic()
+        if len(self._unknown) >= 64:
+            self._unknown = {a: until for a, until in self._unknown.items() if until > now}
+        self._unknown[agentid] = now + UNKNOWN_SENDER_QUIET
 
     async def _await_sender(self, agentid: str) -> bool:
         """Wait for the card (and in a closed group the admission) of a sender not known yet. A reader that

@@ -17,10 +17,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from core.group.envelope import Envelope, EnvelopeRejected
+from core.group.envelope import ROSTER_LEAVE, Envelope, EnvelopeRejected
 from core.group.identity import PublicKey
 from core.group.invite import Invite
 from core.timeline.ids import parse_iso
@@ -46,6 +46,7 @@ CONTROL_TYPES = (
 ROLES = ("founder", "member", "ephemeral")
 MAX_HELD_CARDS = 1000
 MAX_EPHEMERAL_HOURS = 2  # sessions are admitted for one hour; a little room for clock skew
+SESSION_FORGET = timedelta(hours=1)  # an expired session's admission is dropped this long after its expiry
 MembershipListener = Callable[[str, str], None]  # ("admitted" | "revoked" | "pending", agentid)
 
 
@@ -173,13 +174,19 @@ class Membership:
             waiters = self._waiters.get(agentid, [])
             if future in waiters:
                 waiters.remove(future)
+            if not waiters:  # senders that never turn up must not leave an entry each
+                self._waiters.pop(agentid, None)
 
     # --- roster cards ------------------------------------------------------------------------------------
 
     def hold_card(self, envelope: Envelope, replayed: bool) -> bool:
-        """True when the card must wait for its sender's admission (then it is kept, newest per agent)."""
+        """True when the card must wait for its sender's admission (then it is kept, newest per agent). A leave
+        waits for nothing, nor does an old session's last card read again from the (compacted) announce topic:
+        neither is anyone asking to join."""
         if self.allows(envelope.agentid):
             return False
+        if envelope.type == ROSTER_LEAVE or (replayed and "ephemeral" in (envelope.data.get("capabilities") or ())):
+            return True
         if envelope.agentid not in self.revoked and (
             envelope.agentid in self._held_cards or len(self._held_cards) < MAX_HELD_CARDS
         ):
@@ -252,6 +259,8 @@ class Membership:
             return None
         if role != "ephemeral" and (holder := self.holder_of(name)) is not None:
             return _refused("name-taken", f"{name!r} is the name of member {holder}", envelope)
+        if role == "ephemeral":
+            self.forget_sessions()
         self.admitted[agentid] = Admission(
             agentid,
             name,
@@ -287,6 +296,18 @@ class Membership:
             del self.admitted[session]
             self._emit("revoked", session)
         return None
+
+    def forget_sessions(self, now: datetime | None = None) -> list[str]:
+        """Drops the admissions of sessions expired for longer than SESSION_FORGET (a command-line session is
+        a new agent each time: kept, they would pile up for good, and be walked for every sealed envelope).
+        A dropped session is `unknown` from then on, so what it might still send is refused all the same."""
+        cutoff = (now or datetime.now(UTC)) - SESSION_FORGET
+        stale = [a for a, adm in self.admitted.items() if adm.role == "ephemeral" and not adm.live(cutoff)]
+        for agentid in stale:
+            admission = self.admitted.pop(agentid)
+            self._applied.discard(admission.envelope_id)
+            self._held_cards.pop(agentid, None)
+        return stale
 
     def holder_of(self, name: str) -> str | None:
         """The member (not a session) admitted under `name`: one name, one key in a closed group."""

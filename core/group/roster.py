@@ -20,6 +20,7 @@ from core.timeline.ids import seconds_since
 
 log = logging.getLogger(__name__)
 MISSED_HEARTBEATS = 3
+KEY_GRACE = 3600.0  # seconds a departed agent's key is kept for its late envelopes
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Roster:
         self.own_id = own_id
         self._members: dict[str, Member] = {}
         self._keys: dict[str, PublicKey] = {}  # verified keys outlive a member's departure (late envelopes)
+        self._departed: dict[str, float] = {}  # agent id -> when it left (monotonic): its key goes KEY_GRACE later
         self._waiters: dict[str, list[asyncio.Future[PublicKey]]] = {}
         self._listeners: list[RosterListener] = []
         self.pinned_name: Callable[[str], str | None] | None = None  # core/group/membership.py
@@ -126,6 +128,8 @@ class Roster:
             waiters = self._waiters.get(agentid, [])
             if future in waiters:
                 waiters.remove(future)
+            if not waiters:  # senders that never turn up must not leave an entry each
+                self._waiters.pop(agentid, None)
 
     def add_listener(self, listener: RosterListener) -> None:
         self._listeners.append(listener)
@@ -182,22 +186,31 @@ class Roster:
         if not envelope.verify(member.key):
             raise ValueError("leave signature does not verify")
         del self._members[envelope.agentid]
+        self._departed[envelope.agentid] = time.monotonic()
         self._emit("left", member)
         return "left", member
 
     def expire(self, now: float | None = None) -> list[Member]:
-        """Drop members silent for three heartbeats (never this agent itself)."""
+        """Drop members silent for three heartbeats (never this agent itself), and the keys of agents gone for
+        longer than KEY_GRACE (each command-line session is a new agent: kept, they would pile up for good)."""
         now = time.monotonic() if now is None else now
         gone = [m for m in self._members.values() if m.agentid != self.own_id and m.expired(now)]
         for member in gone:
             del self._members[member.agentid]
+            self._departed[member.agentid] = now
             self._emit("expired", member)
+        for agentid, left in list(self._departed.items()):
+            if now - left > KEY_GRACE:
+                del self._departed[agentid]
+                if agentid not in self._members:
+                    self._keys.pop(agentid, None)
         return gone
 
     def drop(self, agentid: str) -> None:
-        """Remove a member at once (revoked from a closed group); its key stays for late envelopes."""
+        """Remove a member at once (revoked from a closed group); its key stays a while for late envelopes."""
         member = self._members.pop(agentid, None)
         if member is not None:
+            self._departed[agentid] = time.monotonic()
             self._emit("left", member)
 
     def check_card(self, envelope: Envelope) -> None:
@@ -210,6 +223,7 @@ class Roster:
 
     def _key_known(self, agentid: str, key: PublicKey) -> None:
         self._keys[agentid] = key
+        self._departed.pop(agentid, None)  # back (or new): its key stays
         for future in self._waiters.pop(agentid, []):
             if not future.done():
                 future.set_result(key)

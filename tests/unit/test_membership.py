@@ -10,9 +10,16 @@ import pytest
 
 from core.errors import ConfigError, UserError
 from core.group.envelope import make
-from core.group.identity import Identity
+from core.group.identity import Identity, PublicKey
 from core.group.invite import Invite, forget_invite, load_invite, store_invite
-from core.group.membership import CONTROL_ADMIT, CONTROL_REVOKE, Membership, proof_fields
+from core.group.membership import (
+    CONTROL_ADMIT,
+    CONTROL_REVOKE,
+    SESSION_FORGET,
+    Admission,
+    Membership,
+    proof_fields,
+)
 from core.timeline.ids import TraceContext, new_id
 
 GROUP = "team"
@@ -183,6 +190,44 @@ def test_held_cards_are_released_on_admission() -> None:
     assert membership.apply(_admit(founder, invite, newbie, "newbie")) is None
     assert released == [(card.id, True)] and membership.held() == []
     assert not membership.hold_card(card, False)  # a member's card goes straight to the roster
+
+
+def test_expired_sessions_are_forgotten_and_their_last_cards_are_not_join_requests() -> None:
+    membership, invite, founder = _founded()
+    stamp = "%Y-%m-%dT%H:%M:%S.%fZ"
+    old = [Identity.generate() for _ in range(30)]
+    expired = (datetime.now(UTC) - SESSION_FORGET - timedelta(minutes=1)).strftime(stamp)
+    for session in old:  # sessions admitted earlier in the control topic, long expired
+        envelope_id = new_id()
+        membership.admitted[session.agent_id] = Admission(session.agent_id, "cli", PublicKey(session.public_b64), "",
+                                                          "ephemeral", founder.agent_id, expired, expired,
+                                                          envelope_id)  # fmt: skip
+        assert membership.first_sight(envelope_id)
+    recent = Identity.generate()
+    live = (datetime.now(UTC) + timedelta(hours=1)).strftime(stamp)
+    assert membership.apply(_admit(founder, invite, recent, "cli", role="ephemeral", expiresat=live)) is None
+    assert [a for a in membership.admitted if a in {s.agent_id for s in old}] == [], "forgotten on the next session"
+    assert membership.status(recent.agent_id) == "admitted" and len(membership.admitted) == 2  # + founder
+    assert membership.status(old[0].agent_id) == "unknown" and not membership.allows(old[0].agent_id)
+    assert len(membership._applied) == 2, "their record ids go too (left: the founder's and the new session's)"
+
+    def roster_record(who: Identity, kind: str, **data: Any) -> Any:
+        return make(who, GROUP, kind, {"agentid": who.agent_id, **data}, correlationid=who.agent_id,
+                    trace=TraceContext.new_root())  # fmt: skip
+
+    assert membership.hold_card(roster_record(old[1], "shoal.roster.leave"), True), "dropped"
+    last_card = roster_record(old[2], "shoal.roster.announce", name="cli", capabilities=["ephemeral"])
+    assert membership.hold_card(last_card, True) and membership.held() == [], "an old session is not asking to join"
+    stranger = Identity.generate()
+    asking = roster_record(stranger, "shoal.roster.announce", name="newbie", publickey=stranger.public_b64)
+    assert membership.hold_card(asking, True) and membership.held() == [(stranger.agent_id, "newbie")]
+
+
+async def test_a_wait_for_an_admission_that_never_comes_leaves_nothing_behind() -> None:
+    membership, _invite, _founder = _founded()
+    for n in range(20):
+        assert not await membership.wait_admitted(f"stranger{n}", 0.001)
+    assert membership._waiters == {}
 
 
 def test_proof_fields_pick_only_the_binding() -> None:

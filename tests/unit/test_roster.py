@@ -10,7 +10,7 @@ import pytest
 
 from core.group.envelope import ROSTER_ANNOUNCE, ROSTER_LEAVE, Envelope, make
 from core.group.identity import Identity
-from core.group.roster import Roster
+from core.group.roster import KEY_GRACE, Roster
 from core.timeline.ids import TraceContext
 
 GROUP = "team"
@@ -68,3 +68,43 @@ def test_a_replayed_card_counts_from_when_it_was_sent(age: float, live: bool, mo
     roster.apply(old)  # the same card read live: heard now
     roster.expire()
     assert [m.name for m in roster.members()] == ["ghost"]
+
+
+def test_a_departed_agents_key_is_kept_an_hour_then_forgotten_unless_it_came_back() -> None:
+    roster = Roster("me")
+    sessions = [Identity.generate() for _ in range(50)]  # command-line sessions: a new agent each
+    for session in sessions:
+        roster.apply(card(session, "cli"))
+        roster.apply(make(session, GROUP, ROSTER_LEAVE, {"agentid": session.agent_id},
+                          correlationid=session.agent_id, trace=TraceContext.new_root()))  # fmt: skip
+    back, silent = Identity.generate(), Identity.generate()
+    roster.apply(card(silent, "silent", heartbeatms=1000))
+    now = time.monotonic()
+    roster.expire(now + 5)  # silent drops out
+    assert roster.members() == [] and all(roster.key_for(s.agent_id) for s in [*sessions, silent]), "late envelopes"
+    roster.apply(card(back, "back"))
+    roster.apply(card(sessions[0], "cli"))  # came back: its key stays
+    roster.expire(now + 5 + KEY_GRACE + 1)
+    assert [s for s in sessions[1:] if roster.key_for(s.agent_id)] == [] and roster.key_for(silent.agent_id) is None
+    assert roster.key_for(sessions[0].agent_id) is not None and roster.key_for(back.agent_id) is not None
+
+
+async def test_a_wait_for_a_key_that_never_comes_leaves_nothing_behind() -> None:
+    roster = Roster("me")
+    for n in range(20):
+        assert await roster.wait_for_key(f"stranger{n}", 0.001) is None
+    assert roster._waiters == {}
+
+
+def test_senders_not_waited_for_are_remembered_only_while_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.group import intake
+
+    checker = intake.Intake(None, set())  # type: ignore[arg-type]  # `_quiet` needs no node
+    clock = [1000.0]
+    monkeypatch.setattr(intake.time, "monotonic", lambda: clock[0])
+    for n in range(100):  # a flood of forged ids, one each
+        checker._quiet(f"forged{n}")
+    assert len(checker._unknown) == 100, "all still quiet"
+    clock[0] += intake.UNKNOWN_SENDER_QUIET + 1
+    checker._quiet("one more")
+    assert list(checker._unknown) == ["one more"], "the ones whose quiet time is over are gone"
