@@ -128,10 +128,15 @@ class VectorIndex:
         self._sigs = sigs
 
     def _compact(self) -> None:
+        """Drops dead rows, and the sources none of the rows left belongs to (a source re-shared or re-indexed
+        comes back under a new id each time: their names would otherwise pile up)."""
         keep = np.flatnonzero(self._alive[: self._size])
         self._ids[: len(keep)] = self._ids[keep]
         self._sigs[:, : len(keep)] = self._sigs[:, keep]
-        self._owner[: len(keep)] = self._owner[keep]
+        used, renumbered = np.unique(self._owner[keep], return_inverse=True)
+        self._owner[: len(keep)] = renumbered.astype(np.int32)
+        self._sources = [self._sources[owner] for owner in used]
+        self._source_index = {source: owner for owner, source in enumerate(self._sources)}
         self._alive[: len(keep)] = True
         self._alive[len(keep) :] = False
         self._size = len(keep)
