@@ -154,7 +154,27 @@ class RunLedger:
             Timeline.insert_events(conn, claim.events)  # notified by the caller once committed
             return claim
 
-        return await self.db.write(write)
+        return await self._holding(owner, write)
+
+    async def _holding(self, owner: str, write: Callable[[sqlite3.Connection], Any]) -> Any:
+        """`write`, which may insert a run held by `owner` (held inside the transaction, so no other claim sees
+        it unheld); a transaction rolled back lets go of what it held, or the retries of a failing database
+        would leave a held run id behind each time."""
+        inserted: set[str] = set()
+
+        def tracked(conn: sqlite3.Connection) -> Any:
+            before = owners.held(owner)  # on the database thread, where runs are held, one write at a time
+            try:
+                return write(conn)
+            finally:
+                inserted.update(owners.held(owner) - before)
+
+        try:
+            return await self.db.write(tracked)
+        except Exception:
+            for run_id in inserted:
+                owners.drop(owner, run_id)
+            raise
 
     async def claim_manual(self, job: Job, owner: str) -> Run:
         """A run now, by hand: refused while the job is already running (it never overlaps itself)."""
@@ -172,7 +192,8 @@ class RunLedger:
                 )
             return self._insert_run(conn, row, "queued", "manual", None, now, owner)
 
-        return await self.db.write(write)
+        result: Run = await self._holding(owner, write)
+        return result
 
     async def mark_running(self, run: Run) -> Run:
         stamp = to_iso(self.now())

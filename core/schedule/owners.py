@@ -83,6 +83,11 @@ def hold(owner: str, run_id: str) -> None:
         held.add(run_id)
 
 
+def held(owner: str) -> set[str]:
+    """The run ids `owner` holds now (a copy)."""
+    return set(_live.get(owner, ()))
+
+
 def drop(owner: str, run_id: str) -> None:
     """The run's task ended: if its row is still active, nobody is running it any more."""
     held = _live.get(owner)

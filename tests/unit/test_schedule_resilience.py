@@ -309,3 +309,32 @@ async def test_a_long_absence_is_decided_off_the_event_loop() -> None:
         [missed] = [r for r in runs if r.status == "missed"]
         assert missed.count == 10_000 and missed.summary.startswith("10,000+ runs missed"), missed.summary
         assert (await scheduler.get_job(job.id)).next_run == to_iso(MONDAY_7AM + timedelta(days=30, minutes=1))
+
+
+async def test_a_claim_rolled_back_by_a_failing_database_holds_no_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Held inside the transaction (so no other claim sees the run unheld), released when it rolls back: the
+    retries of a failing database would otherwise leave a held run id behind each time."""
+    from core.schedule import ledger
+    from core.schedule.rules import Decision
+
+    clock = FakeClock()
+    async with scripted_core([]) as (core, _provider):
+        scheduler = attach_scheduler(core, clock)
+        job = await scheduler.add_job("Ping", every="5m")
+        owner = owners.new_owner()
+
+        def failing_events(*_args: Any) -> None:
+            raise StorageError("disk I/O error", "Free some space.")
+
+        monkeypatch.setattr(ledger.Timeline, "insert_events", failing_events)
+        due = datetime.fromisoformat(job.next_run or "")
+        decision = Decision(due, "schedule", 0, None, None, due + timedelta(minutes=5), "")
+        for _ in range(3):
+            with pytest.raises(StorageError):
+                await scheduler.store.claim(job, decision, owner)
+        assert owners.held(owner) == set(), "nothing is held for runs that were never written"
+        assert await scheduler.runs(job.id) == []
+        monkeypatch.undo()
+        claim = await scheduler.store.claim(job, decision, owner)
+        assert claim is not None and claim.run is not None and owners.held(owner) == {claim.run.id}
+        owners.release(owner)
