@@ -234,6 +234,9 @@ class RemoteSettings(_Section):
     url: str = Field("", description="base URL of the remote shoal serve, e.g. https://pi.local:8765")
     key_name: str = Field("remote", description="keyring entry holding the remote server's bearer token")
     timeout: float = Field(30.0, gt=0)
+    ca_file: str = Field(
+        "", description="PEM certificate(s) to trust for the server besides the system's (its self-signed certificate)"
+    )
 
 
 class Settings(BaseSettings):

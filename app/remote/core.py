@@ -110,7 +110,7 @@ class RemoteCore:
             )
         url = normalise_url(remote.url)
         token = self._token if self._token is not None else _stored_token(remote.key_name)
-        client = RemoteClient(url, token, remote.timeout)
+        client = RemoteClient(url, token, remote.timeout, remote.ca_file)
         try:
             self.status = await check_server(client)
         except TokenRefused as exc:
@@ -354,12 +354,14 @@ async def check_server(client: RemoteClient) -> dict[str, Any]:
     return status
 
 
-async def probe(url: str, token: str | None, timeout: float, *, key_name: str = "remote") -> dict[str, Any]:
-    """The Settings dialog's Test: /api/status of `url` with `token` (None: the stored one). Raises ShoalError
-    saying what is wrong and what to do."""
+async def probe(
+    url: str, token: str | None, timeout: float, ca_file: str = "", *, key_name: str = "remote"
+) -> dict[str, Any]:
+    """The Settings dialog's Test: /api/status of `url` with `token` (None: the stored one), trusting `ca_file`
+    too. Raises ShoalError saying what is wrong and what to do."""
     address = normalise_url(url)
     use = token if token else _stored_token(key_name)
-    client = RemoteClient(address, use, timeout)
+    client = RemoteClient(address, use, timeout, ca_file)
     try:
         return await check_server(client)
     except TokenRefused as exc:

@@ -15,6 +15,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -86,8 +87,9 @@ def transport_error(exc: Exception, url: str) -> ShoalError:
     if any(isinstance(e, ssl.SSLCertVerificationError) for e in _chain(exc)) or "certificate verify failed" in text:
         return ConfigError(
             f"The TLS certificate of {url} is not trusted by this computer ({_reason(exc)}).",
-            "If the server uses its own certificate, start Shoal with SSL_CERT_FILE=/path/to/that-cert.pem, or put "
-            "the server behind a proxy with a certificate from a public authority; the URL's host name must match it.",
+            f"If the server uses its own certificate, choose that certificate (PEM) as the trusted certificate in "
+            f"{SETTINGS} (remote.ca_file), or put the server behind a proxy with a certificate from a public "
+            "authority; the URL's host name must match it.",
         )
     if "wrong version number" in text or "record layer failure" in text or "packet length too long" in text:
         return ConfigError(
@@ -159,6 +161,24 @@ def status_error(response: httpx.Response, url: str) -> ShoalError:
     )
 
 
+def trust(ca_file: str) -> ssl.SSLContext | bool:
+    """The system's trusted authorities, plus the certificates in `ca_file` when one is given."""
+    if not ca_file.strip():
+        return True
+    path = Path(ca_file).expanduser()
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(cafile=str(path))
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        what = "does not exist" if not path.exists() else f"holds no certificate Shoal can read ({_reason(exc)})"
+        raise ConfigError(
+            f"The trusted certificate file {path} {what}.",
+            f"Set remote.ca_file in {SETTINGS} to the server's certificate in PEM form (the file its "
+            "serve.tls_certfile names), or leave it empty to trust only the system's authorities.",
+        ) from exc
+    return context
+
+
 def _retry_after(response: httpx.Response) -> float:
     try:
         return min(MAX_RETRY_WAIT, max(0.1, float(response.headers.get("retry-after", "1"))))
@@ -169,12 +189,18 @@ def _retry_after(response: httpx.Response) -> float:
 class RemoteClient:
     """One connection pool to one server, with its token. `request` for JSON, `stream` for SSE."""
 
-    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+    def __init__(self, url: str, token: str | None, timeout: float, ca_file: str = "") -> None:
+        """`ca_file`: certificates (PEM) trusted for this server besides the system's, e.g. its own self-signed
+        one (`remote.ca_file`); raises ConfigError when it cannot be read."""
         self.url = normalise_url(url)
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.AsyncClient(
-            base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout), follow_redirects=False
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            verify=trust(ca_file),
         )
         self._stream_timeout = httpx.Timeout(timeout, read=max(timeout, STREAM_READ_TIMEOUT))
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from app.remote import RemoteCore
+from app.remote.core import probe
 from app.remote.http import TokenRefused
 from core import events as ev
 from core.approvals import ApprovalBroker, PendingApproval
@@ -31,8 +32,8 @@ def remote_settings(url: str, **extra: Any) -> Any:
 
 
 @asynccontextmanager
-async def connected(server: Served, broker: ApprovalBroker | None = None) -> AsyncIterator[RemoteCore]:
-    core = RemoteCore(remote_settings(server.url), broker or ApprovalBroker(), token=server.token)
+async def connected(server: Served, broker: ApprovalBroker | None = None, **remote: Any) -> AsyncIterator[RemoteCore]:
+    core = RemoteCore(remote_settings(server.url, **remote), broker or ApprovalBroker(), token=server.token)
     await core.start()
     try:
         yield core
@@ -226,8 +227,8 @@ async def test_scheduled_jobs_are_listed_added_edited_and_run_on_the_server() ->
 # --- connecting: every failure says what to do ------------------------------------------------------------
 
 
-async def start_error(url: str, token: str | None) -> ShoalError:
-    core = RemoteCore(remote_settings(url), ApprovalBroker(), token=token)
+async def start_error(url: str, token: str | None, **remote: Any) -> ShoalError:
+    core = RemoteCore(remote_settings(url, **remote), ApprovalBroker(), token=token)
     with pytest.raises(ShoalError) as caught:
         await core.start()
     assert not core.connected
@@ -263,19 +264,22 @@ async def test_an_unreachable_server_a_bad_address_or_a_stranger_says_what_to_ch
         assert isinstance(stranger, ConfigError) and "not a Shoal server" in stranger.message
 
 
-async def test_tls_failures_are_told_apart_and_a_trusted_certificate_works(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_tls_failures_are_told_apart_and_a_trusted_certificate_works(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     async with served(overrides={"serve": {"tls_certfile": str(cert), "tls_keyfile": str(key)}}) as server:
         assert server.url.startswith("https://")
         untrusted = await start_error(server.url, server.token)
         assert isinstance(untrusted, ConfigError) and "not trusted" in untrusted.message
-        assert "SSL_CERT_FILE" in untrusted.fix
+        assert "remote.ca_file" in untrusted.fix
         plain = await start_error(server.url.replace("https://", "http://"), server.token)
         assert "https://" in plain.fix
-        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-        async with connected(server) as core:
+        missing = await start_error(server.url, server.token, ca_file=str(tmp_path / "nope.pem"))
+        assert isinstance(missing, ConfigError) and "does not exist" in missing.message
+        (tmp_path / "junk.pem").write_text("not a certificate")
+        junk = await start_error(server.url, server.token, ca_file=str(tmp_path / "junk.pem"))
+        assert isinstance(junk, ConfigError) and "holds no certificate" in junk.message
+        assert (await probe(server.url, server.token, 5, str(cert)))["version"], "the Settings Test trusts it too"
+        async with connected(server, ca_file=str(cert)) as core:
             assert core.connected
     async with served() as server:
         wrong_scheme = await start_error(server.url.replace("http://", "https://"), server.token)

@@ -225,6 +225,13 @@ async def test_remote_mode_is_switched_on_in_settings_and_the_window_restarts_co
             tab.enabled.setChecked(True)
             assert not dialog.apply() and "address" in dialog.errors["remote.enabled"].plain  # no address yet
             tab.url.setText(server.url.removeprefix("http://"))  # no scheme typed: http:// is assumed
+            tab.ca_file.setText(str(tmp_path / "server.pem"))
+            assert not dialog.apply() and "There is no file" in dialog.errors["remote.ca_file"].plain
+            tab.test_button.click()
+            await wait_until(lambda: tab.test_status.kind == "error", timeout=10, message="no test result")
+            assert "There is no file" in tab.test_status.plain
+            tab.ca_file.setText("")
+            tab.test_status.clear_message()
             tab.token.setText("wrong")
             tab.test_button.click()
             await wait_until(lambda: tab.test_status.kind == "error", timeout=10, message="no test result")

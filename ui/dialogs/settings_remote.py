@@ -1,6 +1,7 @@
 """The settings dialog's Remote tab: use a `shoal serve` on another computer instead of the agent built in.
 
-The address, the switch and the time limit are ordinary settings (config.toml, through the dialog's own
+The address, the switch, the time limit and the trusted certificate (for a server with its own certificate)
+are ordinary settings (config.toml, through the dialog's own
 fields). The bearer token is a secret: it goes to the OS keyring (`core.secrets.set_token`, entry
 `remote.key_name`) and never into config.toml; the field stays empty, and leaving it empty keeps the stored
 token. Test asks the server for its status with what is typed, so a wrong address or token is found before
@@ -11,9 +12,19 @@ the app offers once the settings are saved.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtWidgets import QCheckBox, QLabel, QLineEdit, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 from qasync import asyncSlot
 from shiboken6 import isValid
 
@@ -25,8 +36,9 @@ from ui.widgets.inline_message import InlineMessage
 if TYPE_CHECKING:
     from ui.dialogs.settings import SettingsDialog
 
-# (url, token or None for the stored one, timeout) -> the server's /api/status; raises ShoalError.
-Tester = Callable[[str, str | None, float], Awaitable[dict[str, Any]]]
+# (url, token or None for the stored one, timeout, trusted certificate file) -> the server's /api/status;
+# raises ShoalError.
+Tester = Callable[[str, str | None, float, str], Awaitable[dict[str, Any]]]
 
 
 def _url(text: str) -> str:
@@ -39,6 +51,14 @@ def _url(text: str) -> str:
     scheme, _, rest = text.partition("://")
     if scheme not in ("http", "https") or not rest or " " in rest:
         raise _ParseError("Enter the server's address as http://host:8765 or https://host:8765.")
+    return text
+
+
+def _certificate(text: str) -> str:
+    """A trusted certificate file: empty, or a file that exists (its contents are checked on Test and connect)."""
+    text = text.strip()
+    if text and not Path(text).expanduser().is_file():
+        raise _ParseError(f"There is no file {text}.")
     return text
 
 
@@ -90,6 +110,25 @@ class RemoteTab(QWidget):
         self.timeout = dialog._line_field(
             form, "Time limit (s)", "remote.timeout", _float, hint="For each request to the server.", width=120
         )
+        self.choose_button = QPushButton("Choose…")
+        self.choose_button.clicked.connect(self.choose_certificate)
+        self.ca_file = dialog._line_field(
+            form,
+            "Trusted certificate",
+            "remote.ca_file",
+            _certificate,
+            placeholder="none: the system's authorities only",
+            hint="For a server with its own (self-signed) certificate: that certificate, in PEM form.",
+            extra=self.choose_button,
+        )
+
+    def choose_certificate(self) -> None:
+        """A file dialog for the server's certificate (non-blocking: `open`, never `exec`)."""
+        picker = QFileDialog(self, "The server's certificate", "", "Certificates (*.pem *.crt *.cer);;All files (*)")
+        picker.setFileMode(QFileDialog.FileMode.ExistingFile)
+        picker.fileSelected.connect(self.ca_file.setText)
+        picker.open()
+        self.picker = picker
 
     # --- values ------------------------------------------------------------------------------------
 
@@ -143,6 +182,7 @@ class RemoteTab(QWidget):
         try:
             url = _url(self.url.text())
             timeout = _float(self.timeout.text())
+            ca_file = _certificate(self.ca_file.text())
         except _ParseError as exc:
             self.test_status.show_error(str(exc))
             return
@@ -153,7 +193,7 @@ class RemoteTab(QWidget):
         self.test_button.setEnabled(False)
         self.test_status.show_info("Testing…")
         try:
-            status = await self._tester()(url, self.token.text().strip() or None, timeout)
+            status = await self._tester()(url, self.token.text().strip() or None, timeout, ca_file)
         except Exception as exc:
             if isValid(self):
                 self.test_status.show_error(exc)
