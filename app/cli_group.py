@@ -47,7 +47,7 @@ async def _ephemeral_core(obj: Context, wait: float, *, admit: bool = True) -> A
     core = build_core(_joined(obj.settings()))
     await core.start()
     try:
-        runtime = await core.join_group(ephemeral=True)
+        runtime = await core.join_group(ephemeral=True, reuse_session=admit)
         await runtime.node.wait_online(wait)
         await runtime.node.roster_caught_up(wait)
         if admit:

@@ -201,13 +201,15 @@ class AgentCore:
             await asyncio.wait(list(self._background), timeout=timeout)
         await self._release()
 
-    async def join_group(self, *, ephemeral: bool = False, identity: Any = None) -> Any:
+    async def join_group(self, *, ephemeral: bool = False, identity: Any = None, reuse_session: bool = False) -> Any:
         """Attach to the configured Kafka group. Returns at once: connecting goes on in the background
-        (see `GroupNode`), and local chat works whatever the broker does."""
+        (see `GroupNode`), and local chat works whatever the broker does. `reuse_session`: see GroupRuntime."""
         if self.group is None:
             from core.group.runtime import GroupRuntime
 
-            runtime = GroupRuntime(self, self.settings.group, ephemeral=ephemeral, identity=identity)
+            runtime = GroupRuntime(
+                self, self.settings.group, ephemeral=ephemeral, identity=identity, reuse_session=reuse_session
+            )
             await runtime.start()
             self.group = runtime
             self._agent = None  # the agent's tool list now includes delegate / ask_peer

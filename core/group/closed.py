@@ -25,11 +25,10 @@ async def load_membership(node: GroupNode) -> None:
     node.membership = membership
     node.zones = Zones(membership, settings.zone)
     if membership.enforced:
-        node.box_key = (  # a command's fresh identity gets a fresh key; the machine's identity its own
-            BoxKey.generate()
-            if node.fresh_identity
-            else await asyncio.to_thread(load_or_create_box_key, node.group_name, node.identity_scope)
-        )
+        if node.fresh_identity:  # a command's identity: a fresh key, or the kept session's
+            node.box_key = node.session.box_key if node.session is not None else BoxKey.generate()
+        else:  # the machine's identity: its own
+            node.box_key = await asyncio.to_thread(load_or_create_box_key, node.group_name, node.identity_scope)
         node.box_public = node.box_key.public_b64
     membership.on_admitted = lambda card, replayed: node.roster.apply(card, replayed=replayed)
     node.roster.pinned_name = membership.pinned_name

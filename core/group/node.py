@@ -32,6 +32,7 @@ from core.group.outbox import Outbox, OutboxSender
 from core.group.publisher import Publisher
 from core.group.reader import Reader
 from core.group.roster import Member, Roster
+from core.group.session_cache import StoredSession
 from core.group.taskboard import TaskBoard
 from core.group.topics import TopicManager, group_topics, skill_spec, skill_topic
 from core.group.zonecrypt import BoxKey
@@ -83,7 +84,8 @@ class GroupNode(Publisher):
         self.box_key: BoxKey | None = None  # this agent's X25519 key for private zones (core/group/zonecrypt.py)
         self.box_public = ""
         self.zones: Zones | None = None
-        self.fresh_identity = False
+        self.fresh_identity = False  # a command's own identity (new, or a kept session), not the machine's
+        self.session: StoredSession | None = None  # a kept command session to reuse (core/group/session_cache.py)
         self.outbox = Outbox(db)
         self.sender = OutboxSender(
             self.outbox,
@@ -129,11 +131,10 @@ class GroupNode(Publisher):
             return
         self.fresh_identity = self.identity is None and self.ephemeral
         if self.identity is None:
-            self.identity = (
-                Identity.generate()
-                if self.ephemeral
-                else await asyncio.to_thread(load_or_create, self.group_name, self.identity_scope)
-            )
+            if self.ephemeral:
+                self.identity = self.session.identity if self.session is not None else Identity.generate()
+            else:
+                self.identity = await asyncio.to_thread(load_or_create, self.group_name, self.identity_scope)
         self.store = build_store(self.settings.artifacts)
         self.roster = Roster(self.identity.agent_id)
         await load_membership(self)  # closed or open, zones, the zone key (core/group/closed.py)

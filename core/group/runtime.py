@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from core import events as ev
 from core.errors import ToolError, UserError
+from core.group import session_cache
 from core.group.dispatch import Dispatcher, TaskHandle
 from core.group.envelope import Envelope
 from core.group.identity import Identity, load_or_create
@@ -51,8 +52,16 @@ TOOL_SOURCE = "group"
 
 class GroupRuntime:
     def __init__(
-        self, core: AgentCore, settings: GroupSettings, *, ephemeral: bool = False, identity: Identity | None = None
+        self,
+        core: AgentCore,
+        settings: GroupSettings,
+        *,
+        ephemeral: bool = False,
+        identity: Identity | None = None,
+        reuse_session: bool = False,
     ) -> None:
+        """`reuse_session`: a command that sends, in a closed group, reuses this machine's kept session (one
+        admission an hour instead of one a command: core/group/session_cache.py)."""
         from importlib.metadata import PackageNotFoundError, version
 
         try:
@@ -60,6 +69,7 @@ class GroupRuntime:
         except PackageNotFoundError:
             shoal_version = "shoal"
         self.core = core
+        self.reuse_session = reuse_session and ephemeral and identity is None
         self.node = GroupNode(
             settings,
             core.db,
@@ -82,6 +92,9 @@ class GroupRuntime:
             self.shared.attach()
 
     async def start(self) -> None:
+        node = self.node
+        if self.reuse_session:
+            node.session = await asyncio.to_thread(session_cache.load, node.group_name, node.identity_scope)
         await self.node.start()
         if not self.node.ephemeral:
             self.core.registry.register(DelegateTool(self))
@@ -104,8 +117,29 @@ class GroupRuntime:
                 "Join first with the invite code: shoal group join <code>",
             )
         node.parent_identity = parent
+        if node.session is not None and self._reused(node):
+            await node.announce()
+            return
         await node.onboarding.admit_session(parent, timeout)
         await node.announce()  # its card now counts: peers (and `shoal replay`) learn its key at once
+        admission = node.membership.admitted.get(node.agent_id)
+        if self.reuse_session and admission is not None and node.identity is not None and node.box_key is not None:
+            await asyncio.to_thread(session_cache.store, node.group_name, node.identity_scope, node.identity,
+                                    node.box_key, admission.expires_at)  # fmt: skip
+
+    def _reused(self, node: GroupNode) -> bool:
+        """The kept session is still admitted (as the control topic says): nothing to admit. One the group
+        refuses (removed, or its record gone) is forgotten, and the command asked to run again."""
+        status = node.membership.status(node.agent_id)
+        if status == "admitted":
+            return True
+        session_cache.forget(node.group_name, node.identity_scope)
+        if status == "unknown":  # no record of it (a group made anew under the same name): admit it now
+            return False
+        raise UserError(
+            f"This machine's command session in group {node.group_name!r} is {status}.",
+            "Run the command again: it starts a new session.",
+        )
 
     async def _approve_join(self, request: dict[str, Any]) -> bool:
         """Manual approval (group.join_approval = manual) through the app's approval prompt."""

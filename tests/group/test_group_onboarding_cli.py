@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from core.group.membership import CONTROL_ADMIT
 from tests.fixtures.kafka_broker import TansuBroker
-from tests.group.helpers import Processes, member_env, run_cli, unique_group
+from tests.group.helpers import Processes, member_env, read_all, run_cli, unique_group
 
 ECHO = [{"name": "echo", "handler": "echo"}]
 
@@ -78,6 +79,10 @@ async def test_two_terminals_create_join_zone_dispatch_revoke(kafka_broker: Tans
         assert revoked.code == 0, revoked.stderr + revoked.stdout
         after = await _json(alpha, "group", "membership", "--json")
         assert any(r.get("name") == "beta" and r["status"] == "revoked" for r in after["members"])
+        control = [json.loads(r.value) for r in await read_all(kafka_broker.bootstrap, f"group.{group}.control")]
+        sessions = [e for e in control if e["type"] == CONTROL_ADMIT and e["data"].get("role") == "ephemeral"]
+        assert len(sessions) == 1, "zone create, dispatch and revoke shared one kept session: one admission"
+        assert "group-session:" in (tmp_path / "alpha" / "keyring.json").read_text(), "kept in the keyring"
         agents = await _json(alpha, "get", "agents", "--json")
         assert "beta" not in [a["name"] for a in agents]  # a revoked agent leaves everyone's roster
 
