@@ -41,7 +41,7 @@ GROUP_TEXT = (
     "Group mode runs on the server in remote mode. Its members and tasks are the server's: "
     "`shoal group status` on that machine shows them."
 )
-LOCAL_TABS = frozenset({"Model", "Generation", "Tools && workspace"})  # the settings dialog's, for the local agent
+LOCAL_TABS = frozenset({"Model", "Generation", "Tools && workspace", "Schedule"})  # settings tabs of the local agent
 SESSION_KINDS = frozenset({"user.message", "turn.end", "schedule.run"})  # steps that change the thread list
 
 
@@ -205,7 +205,8 @@ class RemoteDesktop:
 
     def adjust_settings(self, dialog: Any) -> None:
         """The settings dialog edits this computer's config. The model, its generation options and the tools are
-        the server's in remote mode, and so is the group: those tabs are greyed out, saying where to change them."""
+        the server's in remote mode, and so are the schedule and the group: those tabs are greyed out, saying where
+        to change them."""
         tip = "In remote mode the server's settings apply: change them there (`shoal config set …`)."
         for index in range(dialog.tabs.count()):
             if dialog.tabs.tabText(index) in LOCAL_TABS:

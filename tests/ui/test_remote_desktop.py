@@ -196,6 +196,7 @@ async def test_local_only_things_say_they_are_the_servers_in_remote_mode() -> No
             "Model": False,  # the server's model, not this computer's
             "Generation": False,
             "Tools && workspace": False,
+            "Schedule": False,  # the server's scheduler
             "Appearance": True,
             "Group": True,
             "Remote": True,

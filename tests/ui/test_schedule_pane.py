@@ -134,6 +134,27 @@ async def test_add_run_notify_open_disable_edit_and_delete_from_the_pane(monkeyp
     assert not desktop.core.schedule.running
 
 
+async def test_the_scheduler_is_switched_off_and_on_in_settings(tmp_path: Path) -> None:
+    app = QApplication.instance()
+    config = tmp_path / "config.toml"
+    desktop = DesktopApp(app, load_settings(config, {}), provider=ScriptedProvider([ANSWER]))  # type: ignore[arg-type]
+    try:
+        await desktop.start()
+        pane = desktop.window.schedule
+        assert desktop.core.schedule.running and "Running · 1 job at a time" in pane.state_label.text()
+        for on, shown in ((False, "The scheduler is off"), (True, "Running · 2 jobs at a time")):
+            desktop.open_settings()
+            dialog = desktop._dialogs[-1]
+            dialog.schedule_tab.enabled.setChecked(on)
+            dialog.schedule_tab.max_concurrent.setText("2")
+            assert dialog.apply()
+            dialog.reject()
+            await wait_until(lambda on=on: desktop.core.schedule.running == on, message="the runner did not follow")
+            await wait_until(lambda shown=shown: shown in pane.state_label.text(), message=pane.state_label.text())
+    finally:
+        await desktop.shutdown()
+
+
 async def test_a_job_added_elsewhere_appears_and_runs_on_time_into_its_open_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

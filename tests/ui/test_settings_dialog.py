@@ -48,6 +48,7 @@ async def test_shows_the_current_settings() -> None:
             "Model",
             "Generation",
             "Tools && workspace",
+            "Schedule",
             "Appearance",
             "Group",
             "Remote",
@@ -79,6 +80,29 @@ async def test_changing_values_and_ok_writes_only_the_changes(tmp_path: Path) ->
     }  # the workspace (set by SHOAL_TOOLS__WORKSPACE here) and untouched defaults are not written
     settings = load_settings().settings
     assert settings.model.seed == 42 and settings.appearance.theme == "dark"
+
+
+async def test_the_schedule_tab_shows_checks_and_writes_the_schedule_settings() -> None:
+    async with settings_dialog() as (dialog, saved):
+        tab = dialog.schedule_tab
+        assert tab.enabled.isChecked() and tab.notify.isChecked() and tab.max_concurrent.text() == "1"
+        assert tab.catch_up.currentData() == "once" and tab.window_hours.text() == "24"
+        tab.max_concurrent.setText("40")
+        assert not dialog.apply() and dialog.errors["schedule.max_concurrent"].plain, "1 to 16"
+        assert saved == [] and "schedule" not in written()
+        tab.max_concurrent.setText("3")
+        tab.catch_up.setCurrentIndex(tab.catch_up.findData("skip"))
+        tab.window_hours.setText("6,5")
+        tab.notify.setChecked(False)
+        tab.enabled.setChecked(False)
+        assert dialog.apply() and saved == [True]
+        assert written()["schedule"] == {
+            "max_concurrent": 3,
+            "catch_up": "skip",
+            "catch_up_window_hours": 6.5,
+            "notify": False,
+            "enabled": False,
+        }
 
 
 async def test_an_invalid_value_shows_the_message_and_writes_nothing() -> None:

@@ -38,6 +38,7 @@ from core.errors import ShoalError
 from core.setup import InvalidSettingsError, SetupService
 from ui.dialogs.settings_fields import _Field, _float, _int, _number_text, _optional_int, _ParseError
 from ui.dialogs.settings_remote import RemoteTab
+from ui.dialogs.settings_schedule import ScheduleTab
 from ui.widgets.inline_message import InlineMessage
 
 THEMES = [("System", "system"), ("Light", "light"), ("Dark", "dark")]
@@ -62,6 +63,8 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._model_tab(), "Model")
         self.tabs.addTab(self._generation_tab(), "Generation")
         self.tabs.addTab(self._tools_tab(), "Tools && workspace")
+        self.schedule_tab = ScheduleTab(self)
+        self.tabs.addTab(self.schedule_tab, "Schedule")
         self.tabs.addTab(self._appearance_tab(), "Appearance")
         self.tabs.addTab(self._group_tab(), "Group")
         self.remote_tab = RemoteTab(self)
