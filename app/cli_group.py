@@ -40,14 +40,14 @@ def _joined(loaded: LoadedSettings) -> LoadedSettings:
     return loaded
 
 
-async def _ephemeral_core(obj: Context, wait: float, *, admit: bool = True) -> Any:
+async def _ephemeral_core(obj: Context, wait: float, *, admit: bool = True, needed: float = 0.0) -> Any:
     """A short-lived member for one command. `admit`: in a closed group, this machine's membership admits the
     session (a record kept on the control topic), which a command needs to send; one that only reads passes
-    False and stays unannounced."""
+    False and stays unannounced. A kept session is reused when it lasts `needed` seconds more (and a margin)."""
     core = build_core(_joined(obj.settings()))
     await core.start()
     try:
-        runtime = await core.join_group(ephemeral=True, reuse_session=admit)
+        runtime = await core.join_group(ephemeral=True, reuse_session=admit, session_needed=needed)
         await runtime.node.wait_online(wait)
         await runtime.node.roster_caught_up(wait)
         if admit:
@@ -201,7 +201,8 @@ def dispatch(
         raise click.UsageError("give exactly one of --skill or --to (or --children)")
 
     async def main() -> int:
-        core = await _ephemeral_core(obj, wait)
+        needed = deadline if deadline is not None else obj.settings().settings.group.task_deadline
+        core = await _ephemeral_core(obj, wait, needed=needed)  # a kept session must outlast the task
         try:
             handle = await core.group.dispatch(
                 text, skill=skill, to=to, deadline=deadline, label=label, to_children=children, zone=zone

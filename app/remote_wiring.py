@@ -57,7 +57,14 @@ def build_remote_core(loaded: LoadedSettings, broker: ApprovalBroker) -> AgentCo
 def connection_of(settings: RemoteSettings) -> tuple[Any, ...]:
     """What the running connection was made from: a change here needs a reconnect."""
     secret = get_token(settings.key_name) if settings.enabled else None
-    return (settings.enabled, settings.url.strip().rstrip("/"), settings.key_name, secret.value if secret else None)
+    return (
+        settings.enabled,
+        settings.url.strip().rstrip("/"),
+        settings.key_name,
+        secret.value if secret else None,
+        settings.ca_file.strip(),
+        settings.timeout,
+    )
 
 
 class RemoteDesktop:

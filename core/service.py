@@ -201,14 +201,22 @@ class AgentCore:
             await asyncio.wait(list(self._background), timeout=timeout)
         await self._release()
 
-    async def join_group(self, *, ephemeral: bool = False, identity: Any = None, reuse_session: bool = False) -> Any:
+    async def join_group(
+        self, *, ephemeral: bool = False, identity: Any = None, reuse_session: bool = False, session_needed: float = 0
+    ) -> Any:
         """Attach to the configured Kafka group. Returns at once: connecting goes on in the background
-        (see `GroupNode`), and local chat works whatever the broker does. `reuse_session`: see GroupRuntime."""
+        (see `GroupNode`), and local chat works whatever the broker does. `reuse_session`, `session_needed`:
+        see GroupRuntime."""
         if self.group is None:
             from core.group.runtime import GroupRuntime
 
             runtime = GroupRuntime(
-                self, self.settings.group, ephemeral=ephemeral, identity=identity, reuse_session=reuse_session
+                self,
+                self.settings.group,
+                ephemeral=ephemeral,
+                identity=identity,
+                reuse_session=reuse_session,
+                session_needed=session_needed,
             )
             await runtime.start()
             self.group = runtime

@@ -128,7 +128,7 @@ class ScheduleBridge(QObject):
 
     def state(self) -> dict[str, Any]:
         """enabled (the setting), running (the runner), paused, the other schedule settings, and group: the group
-        this agent is in (empty when group mode is off), for the claim key field."""
+        a claimed job is shared in (`_group`), for the claim key field."""
         scheduler = self.core.schedule
         settings = self.core.settings.schedule
         return {
@@ -139,8 +139,15 @@ class ScheduleBridge(QObject):
             "notify": settings.notify,
             "catch_up": settings.catch_up,
             "catch_up_window_hours": settings.catch_up_window_hours,
-            "group": self.core.settings.group.name if self.core.settings.group.enabled else "",
+            "group": self._group(),
         }
+
+    def _group(self) -> str | None:
+        """The group whose members share a claimed job's times: this agent's ("" with group mode off); None in
+        remote mode, where the server runs the jobs and its own group decides."""
+        if not hasattr(self.core, "db"):  # app/remote: no database here, the server has it
+            return None
+        return self.core.settings.group.name if self.core.settings.group.enabled else ""
 
     def set_paused(self, paused: bool) -> None:
         scheduler = self.core.schedule

@@ -59,9 +59,11 @@ class GroupRuntime:
         ephemeral: bool = False,
         identity: Identity | None = None,
         reuse_session: bool = False,
+        session_needed: float = 0.0,
     ) -> None:
         """`reuse_session`: a command that sends, in a closed group, reuses this machine's kept session (one
-        admission an hour instead of one a command: core/group/session_cache.py)."""
+        admission an hour instead of one a command: core/group/session_cache.py) when it outlasts
+        `session_needed` seconds (a task's deadline) by a margin."""
         from importlib.metadata import PackageNotFoundError, version
 
         try:
@@ -69,7 +71,6 @@ class GroupRuntime:
         except PackageNotFoundError:
             shoal_version = "shoal"
         self.core = core
-        self.reuse_session = reuse_session and ephemeral and identity is None
         self.node = GroupNode(
             settings,
             core.db,
@@ -79,6 +80,11 @@ class GroupRuntime:
             model_id=_model_id(core),
             version=shoal_version,
             identity_scope=str(core.settings.paths.data_path()),
+        )
+        self.sessions = (
+            session_cache.SessionKeeper(self.node.group_name, self.node.identity_scope, session_needed)
+            if reuse_session and ephemeral and identity is None
+            else None
         )
         self.dispatcher = Dispatcher(self.node)
         if core.approve is not deny_all:  # someone is there to answer "let X join?" (desktop, shoal serve)
@@ -92,9 +98,8 @@ class GroupRuntime:
             self.shared.attach()
 
     async def start(self) -> None:
-        node = self.node
-        if self.reuse_session:
-            node.session = await asyncio.to_thread(session_cache.load, node.group_name, node.identity_scope)
+        if self.sessions is not None:
+            self.node.session = await self.sessions.take()
         await self.node.start()
         if not self.node.ephemeral:
             self.core.registry.register(DelegateTool(self))
@@ -117,23 +122,23 @@ class GroupRuntime:
                 "Join first with the invite code: shoal group join <code>",
             )
         node.parent_identity = parent
-        if node.session is not None and self._reused(node):
+        if node.session is not None and await self._reused(node):
             await node.announce()
             return
         await node.onboarding.admit_session(parent, timeout)
         await node.announce()  # its card now counts: peers (and `shoal replay`) learn its key at once
         admission = node.membership.admitted.get(node.agent_id)
-        if self.reuse_session and admission is not None and node.identity is not None and node.box_key is not None:
-            await asyncio.to_thread(session_cache.store, node.group_name, node.identity_scope, node.identity,
-                                    node.box_key, admission.expires_at)  # fmt: skip
+        if self.sessions is not None and admission is not None and node.identity and node.box_key:
+            await self.sessions.keep(node.identity, node.box_key, admission.expires_at)
 
-    def _reused(self, node: GroupNode) -> bool:
+    async def _reused(self, node: GroupNode) -> bool:
         """The kept session is still admitted (as the control topic says): nothing to admit. One the group
         refuses (removed, or its record gone) is forgotten, and the command asked to run again."""
         status = node.membership.status(node.agent_id)
         if status == "admitted":
             return True
-        session_cache.forget(node.group_name, node.identity_scope)
+        assert self.sessions is not None
+        await self.sessions.refused()
         if status == "unknown":  # no record of it (a group made anew under the same name): admit it now
             return False
         raise UserError(
@@ -151,6 +156,8 @@ class GroupRuntime:
         await self.worker.close(timeout)
         await self.dispatcher.close()
         await self.node.stop(timeout)
+        if self.sessions is not None:
+            self.sessions.release()  # after the leave: the next command may take the session
         self.core.registry.unregister_source(TOOL_SOURCE)
 
     def members(self) -> list[Member]:

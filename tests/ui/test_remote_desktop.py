@@ -203,6 +203,17 @@ async def test_local_only_things_say_they_are_the_servers_in_remote_mode() -> No
         }
         assert dialog.tabs.currentWidget() is dialog.remote_tab
         dialog.reject()
+        assert desktop.bridge.schedule.state()["group"] is None, "the server's group decides a job's claim"
+
+
+def test_a_new_trusted_certificate_or_time_limit_counts_as_a_new_connection() -> None:
+    from app.remote_wiring import connection_of
+    from core.settings import RemoteSettings
+
+    base = RemoteSettings(enabled=True, url="https://pi.local:8765/")
+    assert connection_of(base) == connection_of(RemoteSettings(enabled=True, url="https://pi.local:8765"))
+    assert connection_of(base) != connection_of(base.model_copy(update={"ca_file": "/etc/pi.pem"}))
+    assert connection_of(base) != connection_of(base.model_copy(update={"timeout": 90.0}))
 
 
 async def test_remote_mode_is_switched_on_in_settings_and_the_window_restarts_connected(tmp_path: Path) -> None:

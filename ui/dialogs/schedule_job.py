@@ -116,7 +116,10 @@ class JobDialog(QDialog):
         self.claim.setMaxLength(200)
         self.claim.setPlaceholderText("None: this machine runs every time")
         group = self.schedule.state().get("group", "")
-        where = f" This agent is in group {group}." if group else " Group mode is off: it runs here."
+        if group is None:
+            where = " The server runs the job: the key counts in the server's group."
+        else:
+            where = f" This agent is in group {group}." if group else " Group mode is off: it runs here."
         claim_hint = CLAIM_HINT + where
         self.claim_box, _error = field_row(form, "Group claim", self.claim, claim_hint)
 

@@ -77,7 +77,8 @@ class GroupDashboard(QWidget):
         self.member_rows: list[Any] = []  # MemberRow, as shown
         self.task_rows: list[Any] = []  # TaskView, as shown
         self._tasks_read_at = time.monotonic()
-        self._reads = 0  # reads of the task list started; only the latest one's answer is shown
+        self._reading = False  # a read of the task list is under way
+        self._stale = False  # something changed while it was: read again
         self.summary = QLabel()
         self.members = _table(["Member", "State", "Task", "Step", "Elapsed"], stretch=M.TASK)
         self.tasks_label = QLabel("<b>This agent's tasks</b>")
@@ -135,11 +136,26 @@ class GroupDashboard(QWidget):
     # --- this agent's tasks --------------------------------------------------------------------
 
     async def refresh_tasks(self) -> None:
-        self._reads += 1
-        read = self._reads
-        rows = await self.bridge.group.dashboard_tasks()
-        if not isValid(self) or read != self._reads:
-            return  # the window closed while the database answered, or a later read overtook this one
+        """One read at a time; a change meanwhile reads again once it is answered (so every answer is shown,
+        and a slow database cannot leave the list behind for good)."""
+        if self._reading:
+            self._stale = True
+            return
+        self._reading = True
+        try:
+            while True:
+                self._stale = False
+                rows = await self.bridge.group.dashboard_tasks()
+                if not isValid(self):
+                    return  # the window closed while the database answered
+                self._show_tasks(rows)
+                if not self._stale:
+                    return
+        finally:
+            if isValid(self):
+                self._reading = False
+
+    def _show_tasks(self, rows: list[Any]) -> None:
         self.task_rows = rows
         self._tasks_read_at = time.monotonic()
         self.tasks.setRowCount(len(self.task_rows))
