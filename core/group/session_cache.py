@@ -54,8 +54,10 @@ class SessionLock:
 
     def acquire(self) -> bool:
         """True when this command may use the kept session (no other command holds it)."""
-        import fcntl
-
+        try:
+            import fcntl
+        except ImportError:  # not a POSIX system: no locking, so no sharing either
+            return False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = self.path.open("ab")
