@@ -6,6 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
+
 from ui.widgets.inline_message import InlineMessage
 
 
@@ -42,3 +45,18 @@ class _Field:
     write: Callable[[Any], None]  # show a value
     error: InlineMessage
     initial: Any = None
+
+
+def intro_form(tab: QWidget, text: str) -> QFormLayout:
+    """A settings tab of its own module: a line saying what the tab is about, then the form (returned)."""
+    layout = QVBoxLayout(tab)
+    intro = QLabel(text)
+    intro.setWordWrap(True)
+    layout.addWidget(intro)
+    box = QWidget()
+    form = QFormLayout(box)
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+    form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+    layout.addWidget(box)
+    layout.addStretch(1)
+    return form

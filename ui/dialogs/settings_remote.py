@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSizePolicy,
-    QVBoxLayout,
     QWidget,
 )
 from qasync import asyncSlot
@@ -30,7 +29,7 @@ from shiboken6 import isValid
 
 from core.errors import ShoalError
 from core.secrets import get_token, mask, set_token, token_env_var
-from ui.dialogs.settings_fields import _Field, _float, _ParseError
+from ui.dialogs.settings_fields import _Field, _float, _ParseError, intro_form
 from ui.widgets.inline_message import InlineMessage
 
 if TYPE_CHECKING:
@@ -68,17 +67,11 @@ class RemoteTab(QWidget):
         self.dialog = dialog
         self.tester = tester
         self.testing = False
-        layout = QVBoxLayout(self)
-        intro = QLabel(
+        form = intro_form(
+            self,
             "Use the Shoal agent running on another computer (`shoal serve` there) instead of the one built in: "
-            "its model, tools, memory and schedule. This computer then runs no model."
+            "its model, tools, memory and schedule. This computer then runs no model.",
         )
-        intro.setWordWrap(True)
-        layout.addWidget(intro)
-        form_box = QWidget()
-        form = dialog._form(form_box)
-        layout.addWidget(form_box)
-        layout.addStretch(1)
 
         self.enabled = QCheckBox("Connect to a remote Shoal server")
         error = dialog._row(form, "Remote mode", self.enabled, "remote.enabled", hint="Takes effect after a restart.")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QWidget
 
-from ui.dialogs.settings_fields import _Field, _float, _int
+from ui.dialogs.settings_fields import _Field, _float, _int, intro_form
 
 if TYPE_CHECKING:
     from ui.dialogs.settings import SettingsDialog
@@ -23,14 +23,7 @@ CATCH_UP = (("Run it once when Shoal is back", "once"), ("Skip it and wait for t
 class ScheduleTab(QWidget):
     def __init__(self, dialog: SettingsDialog) -> None:
         super().__init__()
-        layout = QVBoxLayout(self)
-        intro = QLabel("Scheduled prompts run while the app is open; the Schedule pane lists them.")
-        intro.setWordWrap(True)
-        layout.addWidget(intro)
-        box = QWidget()
-        form = dialog._form(box)
-        layout.addWidget(box)
-        layout.addStretch(1)
+        form = intro_form(self, "Scheduled prompts run while the app is open; the Schedule pane lists them.")
 
         self.enabled = QCheckBox("Run scheduled prompts")
         self._check(dialog, form, "Scheduler", self.enabled, "schedule.enabled", "Off: the jobs are kept, none runs.")
