@@ -40,21 +40,32 @@ def _joined(loaded: LoadedSettings) -> LoadedSettings:
     return loaded
 
 
+async def _joined_core(loaded: LoadedSettings, wait: float, **join: Any) -> Any:
+    """A started core, joined to its group as a short-lived member (`join`: see AgentCore.join_group), online
+    and past the roster's history; stopped again if any of that fails."""
+    core = build_core(_joined(loaded))
+    await core.start()
+    try:
+        runtime = await core.join_group(ephemeral=True, **join)
+        await runtime.node.wait_online(wait)
+        await runtime.node.roster_caught_up(wait)
+    except BaseException:
+        await core.stop()
+        raise
+    return core
+
+
 async def _ephemeral_core(obj: Context, wait: float, *, admit: bool = True, needed: float = 0.0) -> Any:
     """A short-lived member for one command. `admit`: in a closed group, this machine's membership admits the
     session (a record kept on the control topic), which a command needs to send; one that only reads passes
     False and stays unannounced. A kept session is reused when it lasts `needed` seconds more (and a margin)."""
-    core = build_core(_joined(obj.settings()))
-    await core.start()
-    try:
-        runtime = await core.join_group(ephemeral=True, reuse_session=admit, session_needed=needed)
-        await runtime.node.wait_online(wait)
-        await runtime.node.roster_caught_up(wait)
-        if admit:
-            await runtime.admit_session(wait)  # a closed group admits this short-lived session first
-    except BaseException:
-        await core.stop()
-        raise
+    core = await _joined_core(obj.settings(), wait, reuse_session=admit, session_needed=needed)
+    if admit:
+        try:
+            await core.group.admit_session(wait)  # a closed group admits this short-lived session first
+        except BaseException:
+            await core.stop()
+            raise
     return core
 
 

@@ -15,8 +15,7 @@ import click
 from rich.table import Table
 
 from app.cli import Context, run_async
-from app.cli_group import _ephemeral_core, _joined, group, out
-from app.wiring import build_core
+from app.cli_group import _ephemeral_core, _joined_core, group, out
 from core.errors import UserError
 from core.settings import LoadedSettings
 
@@ -28,16 +27,7 @@ async def _own_identity_core(loaded: LoadedSettings, wait: float) -> Any:
     settings = loaded.settings
     scope = str(settings.paths.data_path())
     identity = await asyncio.to_thread(load_or_create, settings.group.name, scope)
-    core = build_core(_joined(loaded))
-    await core.start()
-    try:
-        runtime = await core.join_group(ephemeral=True, identity=identity)
-        await runtime.node.wait_online(wait)
-        await runtime.node.roster_caught_up(wait)
-    except BaseException:
-        await core.stop()
-        raise
-    return core
+    return await _joined_core(loaded, wait, identity=identity)
 
 
 def _previous(obj: Context) -> dict[str, Any]:

@@ -17,8 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.cli import Context, run_async
-from app.cli_group import group
-from app.wiring import build_core
+from app.cli_group import _joined_core, group
 from core.settings import LoadedSettings
 
 out = Console(highlight=False)
@@ -80,18 +79,8 @@ def status(obj: Context, as_json: bool, wait: float, agent_ids: tuple[str, ...],
 async def _observer_core(loaded: LoadedSettings, wait: float) -> Any:
     """A short-lived member that only looks: a fresh identity, no committed offsets, and no skills (it must
     never join a skill queue's group and take a task, nor shift that group's partitions)."""
-    loaded.settings.group.enabled = False  # joined below, ephemeral
     loaded.settings.group.skills = []
-    core = build_core(loaded)
-    await core.start()
-    try:
-        runtime = await core.join_group(ephemeral=True)
-        await runtime.node.wait_online(wait)
-        await runtime.node.roster_caught_up(wait)
-    except BaseException:
-        await core.stop()
-        raise
-    return core
+    return await _joined_core(loaded, wait)
 
 
 def _print(report: dict[str, Any]) -> None:

@@ -152,15 +152,8 @@ class Onboarding(AdminActions):
         if attempt is None or data.get("joinid") != attempt.joinid or envelope.recipient != self.node.agent_id:
             return
         node = self.node
-        assert node.identity is not None and node.membership.invite is not None
-        fields = {
-            "agentid": node.agent_id,
-            "name": node.name,
-            "publickey": node.identity.public_b64,
-            "boxkey": node.box_public,
-            "challenge": data.get("challenge", ""),
-            "joinid": attempt.joinid,
-        }
+        assert node.membership.invite is not None
+        fields = self._own_fields(str(data.get("challenge", "")), attempt.joinid)
         proof = node.membership.invite.proof(fields)
         reply = {"joinid": attempt.joinid, "challengeid": envelope.id, "proof": proof}
         await node.publish(

@@ -75,17 +75,23 @@ class AdminActions:
         assert identity is not None
         return identity
 
-    async def _self_admit(self, signer: Identity, role: str, expires: str) -> None:
+    def _own_fields(self, challenge: str, joinid: str) -> dict[str, Any]:
+        """What a proof of this agent binds (invite.PROOF_FIELDS): who it is, its keys, and the exchange."""
         node = self.node
-        assert node.identity is not None and node.membership.invite is not None
-        fields = {
+        assert node.identity is not None
+        return {
             "agentid": node.agent_id,
             "name": node.name,
             "publickey": node.identity.public_b64,
             "boxkey": node.box_public,
-            "challenge": b64url(secrets.token_bytes(32)),
-            "joinid": new_id(),
+            "challenge": challenge,
+            "joinid": joinid,
         }
+
+    async def _self_admit(self, signer: Identity, role: str, expires: str) -> None:
+        node = self.node
+        assert node.membership.invite is not None
+        fields = self._own_fields(b64url(secrets.token_bytes(32)), new_id())
         data = {
             **fields,
             "proof": node.membership.invite.proof(fields),
